@@ -1,0 +1,1 @@
+"""DigitalFront cds_hooks."""

@@ -1,0 +1,1 @@
+"""DigitalFront: app factory, configuration and command line."""

@@ -1,0 +1,30 @@
+"""Settings from the environment (``DIGITALFRONT_*``) with CLI overrides."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return raw.strip().lower() not in ("0", "off", "false", "no", "")
+
+
+@dataclass
+class Settings:
+    database_url: str = field(
+        default_factory=lambda: os.environ.get("DIGITALFRONT_DATABASE_URL", "sqlite:///./var/digitalfront.db"))
+    base_url: str = field(default_factory=lambda: os.environ.get("DIGITALFRONT_BASE_URL", ""))
+    auth: bool = field(default_factory=lambda: _flag("DIGITALFRONT_AUTH", True))
+    max_body_bytes: int = field(
+        default_factory=lambda: int(os.environ.get("DIGITALFRONT_MAX_BODY_BYTES", str(32 * 1024 * 1024))))
+    allow_multiple_delete: bool = field(default_factory=lambda: _flag("DIGITALFRONT_MULTIPLE_DELETE", False))
+    validate_writes: bool = field(default_factory=lambda: _flag("DIGITALFRONT_VALIDATE", True))
+    data_dir: str = field(default_factory=lambda: os.environ.get("DIGITALFRONT_DATA_DIR", "./var"))
+    nlp_on_write: bool = field(default_factory=lambda: _flag("DIGITALFRONT_NLP_ON_WRITE", False))
+    inference_backend: str = field(default_factory=lambda: os.environ.get("DIGITALFRONT_INFERENCE", "inprocess"))
+    triton_url: str = field(default_factory=lambda: os.environ.get("DIGITALFRONT_TRITON_URL", ""))
+    extra: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""DigitalFront fhir_server."""

@@ -1,0 +1,1 @@
+"""DigitalFront smart_apps."""
