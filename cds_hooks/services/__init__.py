@@ -1,0 +1,1 @@
+"""Built-in CDS services: every module here exposing ``SERVICE`` is discovered."""

@@ -1,0 +1,88 @@
+"""The app factory: the one place that wires every package together (DESIGN.md)."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, jsonify
+
+from digitalfront.config import Settings
+from digitalfront.plugins import WEB_PLUGINS
+from fhir_server.client import LocalFhirClient
+from fhir_server.events import EventBus, ResourceChanged
+from fhir_server.flask_adapter import init_fhir
+from fhir_server.router import FhirRouter, RouterSettings
+from fhir_server.search.registry import SearchParamRegistry
+from fhir_server.storage.engine import make_engine
+from fhir_server.storage.migrate import upgrade
+from fhir_server.storage.repository import SqlFhirRepository
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Any
+    repo: SqlFhirRepository
+    router: FhirRouter
+    events: EventBus
+    client: LocalFhirClient
+    authenticator: Any = None
+    terminology: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def build_services(settings: Settings | None = None, *, migrate: bool = True) -> Services:
+    settings = settings or Settings()
+    engine = make_engine(settings.database_url)
+    if migrate:
+        upgrade(engine)
+    events = EventBus()
+    registry = SearchParamRegistry()
+    repo = SqlFhirRepository(engine, registry=registry, events=events, base_url=settings.base_url or None)
+    router = FhirRouter(repo, registry, RouterSettings(validate_writes=settings.validate_writes,
+                                                       allow_multiple_delete=settings.allow_multiple_delete))
+    services = Services(settings, engine, repo, router, events, LocalFhirClient(router))
+    _load_custom_search_parameters(services)
+    events.subscribe(lambda ev: _on_search_parameter(services, ev), "SearchParameter")
+    return services
+
+
+def _on_search_parameter(services: Services, ev: ResourceChanged) -> None:
+    if ev.resource is not None:
+        services.router.on_search_parameter_written(ev.resource)
+
+
+def _load_custom_search_parameters(services: Services) -> None:
+    for stored in services.repo.iter_current(["SearchParameter"]):
+        if stored.resource:
+            services.router.on_search_parameter_written(stored.resource)
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
+    services = services or build_services(settings)
+    app = Flask("digitalfront")
+    app.extensions["digitalfront"] = services
+    if not services.settings.auth:
+        log.warning("AUTHORIZATION IS OFF (DIGITALFRONT_AUTH=off): every caller has full access. "
+                    "Development use only.")
+    for module_name, attr in WEB_PLUGINS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue  # feature package not present
+            raise
+        getattr(module, attr)(app, services)
+    services.router.terminology = services.terminology
+    init_fhir(app, services)
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        return jsonify(status="ok")
+
+    return app

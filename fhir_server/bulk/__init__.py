@@ -1,0 +1,1 @@
+"""Bulk Data Access ($export): persisted jobs and the background runner that writes NDJSON."""

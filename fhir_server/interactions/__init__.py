@@ -1,0 +1,1 @@
+"""One module per FHIR REST interaction (http.html)."""

@@ -1,0 +1,224 @@
+"""batch and transaction Bundles.
+
+Transactions: every entry runs in one database transaction (all or nothing),
+in the spec's order (DELETE, POST, PUT/PATCH, GET/HEAD); ``urn:uuid:`` and
+other ``fullUrl`` placeholders are resolved everywhere in the bundle, including
+narrative links, and conditional references (``Patient?identifier=...``) are
+resolved by search. Batches run each entry on its own and report each outcome.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
+
+from fhir_server.errors import Issue, OperationOutcomeError, bad_request, operation_outcome
+from fhir_server.interactions.common import match_conditional, multiple_matches
+from fhir_server.model import FhirRequest, FhirResponse, Headers, JsonDict
+from fhir_server.repository import FhirRepository
+
+if TYPE_CHECKING:
+    from fhir_server.router import FhirRouter
+
+ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content", 304: "304 Not Modified",
+               400: "400 Bad Request", 401: "401 Unauthorized", 403: "403 Forbidden", 404: "404 Not Found",
+               405: "405 Method Not Allowed", 409: "409 Conflict", 410: "410 Gone", 412: "412 Precondition Failed",
+               415: "415 Unsupported Media Type", 422: "422 Unprocessable Entity", 500: "500 Internal Server Error"}
+CONDITIONAL_REF = re.compile(r"^([A-Z][A-Za-z]+)\?(.+)$")
+
+
+def handle_bundle(router: FhirRouter, req: FhirRequest, repo: FhirRepository) -> FhirResponse:
+    from fhir_server.interactions.common import request_resource
+
+    bundle = request_resource(req)
+    if bundle.get("resourceType") != "Bundle":
+        raise bad_request("POST to the base needs a Bundle of type batch or transaction")
+    kind = bundle.get("type")
+    entries = bundle.get("entry") or []
+    if not isinstance(entries, list):
+        raise bad_request("Bundle.entry must be an array")
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict) or not isinstance(e.get("request"), dict):
+            raise bad_request(f"Bundle.entry[{i}] has no request", expression=[f"Bundle.entry[{i}]"])
+        method = str(e["request"].get("method", "")).upper()
+        if method not in ORDER or not isinstance(e["request"].get("url"), str):
+            raise bad_request(f"Bundle.entry[{i}].request needs a method and url",
+                              expression=[f"Bundle.entry[{i}].request"])
+    if kind == "transaction":
+        return FhirResponse(200, _transaction(router, req, repo, entries))
+    if kind == "batch":
+        return FhirResponse(200, _batch(router, req, repo, entries))
+    raise bad_request(f"Bundle.type must be batch or transaction, not {kind!r}")
+
+
+def _entry_request(req: FhirRequest, entry: JsonDict) -> FhirRequest:
+    r = entry["request"]
+    url = r["url"]
+    base = req.context.base_url.rstrip("/")
+    if url.startswith(base + "/"):
+        url = url[len(base) + 1:]
+    parts = urlsplit(url)
+    headers = Headers()
+    for field, header in (("ifMatch", "If-Match"), ("ifNoneMatch", "If-None-Match"),
+                          ("ifNoneExist", "If-None-Exist"), ("ifModifiedSince", "If-Modified-Since")):
+        if r.get(field):
+            headers[header] = str(r[field])
+    if req.headers.get("prefer"):
+        headers["Prefer"] = req.headers["prefer"]
+    resource = entry.get("resource")
+    return FhirRequest(r["method"], parts.path, parse_qsl(parts.query, keep_blank_values=True), headers,
+                       resource=resource if isinstance(resource, dict) else None, context=req.context)
+
+
+def _response_entry(resp: FhirResponse, full_url: str | None = None) -> JsonDict:
+    out: JsonDict = {"status": STATUS_TEXT.get(resp.status, str(resp.status))}
+    if resp.headers.get("location"):
+        out["location"] = resp.headers["location"]
+    if resp.headers.get("etag"):
+        out["etag"] = resp.headers["etag"]
+    if resp.headers.get("last-modified"):
+        from email.utils import parsedate_to_datetime
+
+        out["lastModified"] = parsedate_to_datetime(resp.headers["last-modified"]).isoformat().replace("+00:00", "Z")
+    entry: JsonDict = {}
+    if full_url:
+        entry["fullUrl"] = full_url
+    if resp.resource is not None:
+        if resp.resource.get("resourceType") == "OperationOutcome":
+            out["outcome"] = resp.resource
+        else:
+            entry["resource"] = resp.resource
+    entry["response"] = out
+    return entry
+
+
+def _batch(router: FhirRouter, req: FhirRequest, repo: FhirRepository, entries: list[JsonDict]) -> JsonDict:
+    out = []
+    for entry in entries:
+        sub = _entry_request(req, entry)
+        try:
+            resp = router.dispatch(sub, repo)
+        except OperationOutcomeError as err:
+            resp = FhirResponse(err.status, err.outcome())
+        out.append(_response_entry(resp))
+    return {"resourceType": "Bundle", "type": "batch-response", "entry": out}
+
+
+def _walk_replace(node: Any, mapping: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        out = {}
+        for k, v in node.items():
+            if k == "reference" and isinstance(v, str) and v in mapping:
+                out[k] = mapping[v]
+            elif k == "div" and isinstance(v, str) and ("urn:uuid:" in v or "urn:oid:" in v):
+                for old, new in mapping.items():
+                    if old.startswith("urn:"):
+                        v = v.replace(f'"{old}"', f'"{new}"')
+                out[k] = v
+            else:
+                out[k] = _walk_replace(v, mapping)
+        return out
+    if isinstance(node, list):
+        return [_walk_replace(v, mapping) for v in node]
+    return node
+
+
+def _conditional_refs(node: Any, found: set[str]) -> None:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "reference" and isinstance(v, str) and CONDITIONAL_REF.match(v):
+                found.add(v)
+            else:
+                _conditional_refs(v, found)
+    elif isinstance(node, list):
+        for v in node:
+            _conditional_refs(v, found)
+
+
+def _transaction(router: FhirRouter, req: FhirRequest, repo: FhirRepository, entries: list[JsonDict]) -> JsonDict:
+    order = sorted(range(len(entries)), key=lambda i: ORDER[entries[i]["request"]["method"].upper()])
+    results: dict[int, JsonDict] = {}
+    try:
+        with repo.unit_of_work() as uow:
+            mapping: dict[str, str] = {}
+            assigned: dict[int, str] = {}
+            # 1. placeholders: POSTs get their ids now; conditional creates/updates resolve by search
+            for i, e in enumerate(entries):
+                method = e["request"]["method"].upper()
+                full = e.get("fullUrl")
+                res = e.get("resource") if isinstance(e.get("resource"), dict) else None
+                url = e["request"]["url"]
+                if method == "POST" and res is not None:
+                    if e["request"].get("ifNoneExist"):
+                        found = match_conditional(router, uow, res["resourceType"],
+                                                  str(e["request"]["ifNoneExist"]).lstrip("?").split("?", 1)[-1])
+                        if len(found) > 1:
+                            raise multiple_matches(f"entry {i} ifNoneExist")
+                        if found:
+                            if full:
+                                mapping[full] = f"{found[0].resource_type}/{found[0].id}"
+                            continue
+                    new_id = str(uuid.uuid4())
+                    assigned[i] = new_id
+                    if full:
+                        mapping[full] = f"{res['resourceType']}/{new_id}"
+                elif method == "PUT" and res is not None and full:
+                    if "?" in url:
+                        rtype, query = url.split("?", 1)
+                        found = match_conditional(router, uow, rtype, query)
+                        if len(found) == 1:
+                            mapping[full] = f"{rtype}/{found[0].id}"
+                        elif not found and res.get("id"):
+                            mapping[full] = f"{rtype}/{res['id']}"
+                        elif not found:
+                            new_id = str(uuid.uuid4())
+                            assigned[i] = new_id
+                            mapping[full] = f"{rtype}/{new_id}"
+                    else:
+                        mapping[full] = url.split("/_history")[0]
+            # 2. conditional references anywhere in the bundle
+            cond: set[str] = set()
+            _conditional_refs([e.get("resource") for e in entries], cond)
+            for ref in cond:
+                m = CONDITIONAL_REF.match(ref)
+                assert m
+                found = match_conditional(router, uow, m.group(1), m.group(2))
+                if len(found) != 1:
+                    raise OperationOutcomeError(412, [Issue("error", "not-found" if not found else "multiple-matches",
+                                                            f"Conditional reference {ref} matched {len(found)} "
+                                                            "resources; it must match exactly one")])
+                mapping[ref] = f"{m.group(1)}/{found[0].id}"
+            # 3. run the entries in the spec's order
+            for i in order:
+                e = _walk_replace(entries[i], mapping) if mapping else entries[i]
+                sub = _entry_request(req, e)
+                if i in assigned:
+                    if sub.method == "POST":
+                        resp = router.create_with_id(sub, uow, assigned[i])
+                    else:  # conditional PUT that matched nothing: create with the placeholder's id
+                        sub = FhirRequest("PUT", f"{e['resource']['resourceType']}/{assigned[i]}", [], sub.headers,
+                                          resource={**e["resource"], "id": assigned[i]}, context=sub.context)
+                        resp = router.dispatch(sub, uow)
+                else:
+                    resp = router.dispatch(sub, uow)
+                if resp.status >= 400:
+                    raise OperationOutcomeError(resp.status, [Issue("error", "processing",
+                                                                    f"Entry {i} failed with {resp.status}")])
+                full_url = None
+                if resp.resource is not None and resp.resource.get("id") and resp.resource.get("resourceType"):
+                    full_url = f"{req.context.base_url.rstrip('/')}/{resp.resource['resourceType']}/{resp.resource['id']}"
+                results[i] = _response_entry(resp, full_url)
+    except OperationOutcomeError as err:
+        failed = [i for i in order if i not in results]
+        where = failed[0] if failed else None
+        issues = [Issue(x.severity, x.code, (f"Bundle.entry[{where}]: " if where is not None else "") + x.diagnostics,
+                        x.expression) for x in err.issues]
+        raise OperationOutcomeError(err.status, issues) from err
+    return {"resourceType": "Bundle", "type": "transaction-response", "entry": [results[i] for i in range(len(entries))]}
+
+
+def outcome_for(err: OperationOutcomeError) -> JsonDict:
+    return operation_outcome(err.issues)

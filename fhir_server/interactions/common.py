@@ -1,0 +1,116 @@
+"""Helpers shared by the interactions: body parsing, headers, Prefer, conditional matching."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+from fhir_server import formats
+from fhir_server.errors import Issue, OperationOutcomeError, bad_request, informational, not_found
+from fhir_server.model import FhirRequest, FhirResponse, Headers, JsonDict
+from fhir_server.repository import FhirRepository, StoredResource
+
+if TYPE_CHECKING:
+    from fhir_server.router import FhirRouter
+
+ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+ETAG_RE = re.compile(r'^\s*(?:W/)?"?(\d+)"?\s*$')
+
+
+def check_type(router: FhirRouter, resource_type: str) -> None:
+    if resource_type not in router.resource_types:
+        raise not_found(f"Unknown resource type {resource_type!r}")
+
+
+def check_id(id: str) -> None:
+    if not ID_RE.match(id):
+        raise bad_request(f"Invalid resource id {id!r}: ids are 1-64 of [A-Za-z0-9-.]")
+
+
+def request_resource(req: FhirRequest) -> JsonDict:
+    """The request's resource: given in-process, or parsed from the body per Content-Type."""
+    if req.resource is not None:
+        if not isinstance(req.resource, dict) or not isinstance(req.resource.get("resourceType"), str):
+            raise bad_request("The body is not a FHIR resource (no resourceType)", code="structure")
+        return req.resource
+    if not req.body:
+        raise bad_request("This interaction needs a resource in the request body", code="required")
+    res = formats.parse_body(req.body, req.headers.get("content-type"))
+    req.resource = res
+    return res
+
+
+def parse_etag(value: str | None) -> int | None:
+    if value is None:
+        return None
+    m = ETAG_RE.match(value)
+    if not m:
+        raise bad_request(f"Malformed ETag {value!r}; expected W/\"<version>\"")
+    return int(m.group(1))
+
+
+def http_date(stored: StoredResource) -> str:
+    return format_datetime(stored.last_updated.astimezone(UTC), usegmt=True)
+
+
+def parse_http_date(value: str) -> Any:
+    try:
+        dt = parsedate_to_datetime(value)
+    except (TypeError, ValueError) as exc:
+        raise bad_request(f"Malformed HTTP date {value!r}") from exc
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def location(req: FhirRequest, stored: StoredResource) -> str:
+    return f"{req.context.base_url.rstrip('/')}/{stored.resource_type}/{stored.id}/_history/{stored.version}"
+
+
+def resource_headers(req: FhirRequest, stored: StoredResource, with_location: bool = False) -> Headers:
+    h = Headers({"ETag": stored.etag, "Last-Modified": http_date(stored)})
+    if with_location:
+        h["Location"] = location(req, stored)
+        h["Content-Location"] = h["Location"]
+    return h
+
+
+def prefer(req: FhirRequest, key: str) -> str | None:
+    raw = req.headers.get("prefer") or ""
+    for part in raw.split(";"):
+        for item in part.split(","):
+            k, _, v = item.strip().partition("=")
+            if k.strip().lower() == key:
+                return v.strip().strip('"').lower()
+    return None
+
+
+def write_response(req: FhirRequest, stored: StoredResource, status: int, outcome_text: str,
+                   with_location: bool = True) -> FhirResponse:
+    """Honours ``Prefer: return=minimal|representation|OperationOutcome``."""
+    headers = resource_headers(req, stored, with_location=with_location)
+    ret = prefer(req, "return") or "representation"
+    if ret == "minimal":
+        return FhirResponse(status, None, headers)
+    if ret == "operationoutcome":
+        return FhirResponse(status, informational(outcome_text), headers)
+    return FhirResponse(status, stored.resource, headers)
+
+
+def match_conditional(router: FhirRouter, repo: FhirRepository, resource_type: str, query: str | list[tuple[str, str]],
+                      limit: int = 2) -> list[StoredResource]:
+    """Resources matching a conditional URL's query; raise 400 when it has no criteria."""
+    params = parse_qsl(query, keep_blank_values=True) if isinstance(query, str) else query
+    params = [(k, v) for k, v in params if k not in ("_format", "_pretty")]
+    if not params:
+        raise bad_request("A conditional request needs search criteria")
+    parsed = router.search_parser().parse([resource_type], params)
+    parsed.query.count = limit
+    parsed.query.total = "none"
+    return repo.search(parsed.query).matches
+
+
+def multiple_matches(what: str) -> OperationOutcomeError:
+    return OperationOutcomeError(412, [Issue("error", "multiple-matches", f"{what}: criteria matched more than one"
+                                             " resource")])

@@ -1,0 +1,43 @@
+"""read and vread, with conditional reads (If-None-Match, If-Modified-Since)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fhir_server import authz
+from fhir_server.errors import bad_request
+from fhir_server.interactions.common import check_id, check_type, parse_etag, parse_http_date, resource_headers
+from fhir_server.model import FhirRequest, FhirResponse
+from fhir_server.repository import FhirRepository, StoredResource
+
+if TYPE_CHECKING:
+    from fhir_server.router import FhirRouter
+
+
+def _respond(req: FhirRequest, stored: StoredResource) -> FhirResponse:
+    authz.check_resource(req.context, "read", stored.resource or {})
+    headers = resource_headers(req, stored)
+    inm = req.headers.get("if-none-match")
+    if inm is not None and parse_etag(inm) == stored.version:
+        return FhirResponse(304, None, headers)
+    ims = req.headers.get("if-modified-since")
+    if ims is not None and stored.last_updated.replace(microsecond=0) <= parse_http_date(ims):
+        return FhirResponse(304, None, headers)
+    return FhirResponse(200, stored.resource, headers)
+
+
+def read(router: FhirRouter, req: FhirRequest, repo: FhirRepository, resource_type: str, id: str) -> FhirResponse:
+    check_type(router, resource_type)
+    check_id(id)
+    authz.check_interaction(req.context, "read", resource_type)
+    return _respond(req, repo.read(resource_type, id))
+
+
+def vread(router: FhirRouter, req: FhirRequest, repo: FhirRepository, resource_type: str, id: str,
+          version: str) -> FhirResponse:
+    check_type(router, resource_type)
+    check_id(id)
+    authz.check_interaction(req.context, "vread", resource_type)
+    if not version.isdigit():
+        raise bad_request(f"Invalid version id {version!r}")
+    return _respond(req, repo.vread(resource_type, id, int(version)))

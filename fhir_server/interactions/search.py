@@ -1,0 +1,135 @@
+"""search at type, system and compartment level (GET and POST _search), as a searchset Bundle."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode
+
+from fhir_server import authz
+from fhir_server.errors import OperationOutcomeError, bad_request
+from fhir_server.interactions.common import check_id, check_type, prefer
+from fhir_server.model import FhirRequest, FhirResponse, JsonDict
+from fhir_server.repository import FhirRepository, StoredResource
+from fhir_server.search.parser import ParsedSearch, compartment_criterion
+from fhir_server.search.query import Criterion
+
+if TYPE_CHECKING:
+    from fhir_server.router import FhirRouter
+
+
+def search_params(req: FhirRequest) -> list[tuple[str, str]]:
+    """URL parameters plus, for POST _search, the form-encoded body."""
+    params = list(req.query)
+    if req.method == "POST" and req.body:
+        ctype = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
+        if ctype not in ("application/x-www-form-urlencoded", ""):
+            raise OperationOutcomeError(415, "POST _search takes an application/x-www-form-urlencoded body",
+                                        code="not-supported")
+        try:
+            params += parse_qsl(req.body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+        except UnicodeDecodeError as exc:
+            raise bad_request("The _search form body is not UTF-8") from exc
+    return params
+
+
+def shape(router: FhirRouter, parsed: ParsedSearch, res: JsonDict) -> JsonDict:
+    if parsed.summary in ("true", "text", "data"):
+        return router.apply_summary(res, parsed.summary)
+    if parsed.elements:
+        return router.apply_elements(res, parsed.elements)
+    return res
+
+
+def build_bundle(router: FhirRouter, req: FhirRequest, parsed: ParsedSearch, path: str,
+                 matches: list[StoredResource], included: list[StoredResource], total: int | None,
+                 next_cursor: str | None) -> JsonDict:
+    base = req.context.base_url.rstrip("/")
+    applied = [(k, v) for k, v in parsed.applied if k not in ("_cursor",)]
+    self_link = f"{base}/{path}" + (f"?{urlencode(applied)}" if applied else "")
+    links: list[JsonDict] = [{"relation": "self", "url": self_link}]
+    if next_cursor:
+        links.append({"relation": "next", "url": f"{base}/{path}?{urlencode(applied + [('_cursor', next_cursor)])}"})
+    entries: list[JsonDict] = []
+    for st, mode in [(m, "match") for m in matches] + [(i, "include") for i in included]:
+        if st.resource is None:
+            continue
+        entries.append({"fullUrl": f"{base}/{st.resource_type}/{st.id}",
+                        "resource": shape(router, parsed, st.resource), "search": {"mode": mode}})
+    bundle: JsonDict = {"resourceType": "Bundle", "type": "searchset"}
+    if total is not None:
+        bundle["total"] = total
+    bundle["link"] = links
+    if parsed.ignored:
+        entries.append({"resource": {"resourceType": "OperationOutcome", "issue": [
+            {"severity": "warning", "code": "not-supported",
+             "diagnostics": f"Ignored search parameter {k}={v}"} for k, v in parsed.ignored]},
+            "search": {"mode": "outcome"}})
+    if entries:
+        bundle["entry"] = entries
+    return bundle
+
+
+def run_search(router: FhirRouter, req: FhirRequest, repo: FhirRepository, types: list[str] | None,
+               path: str, extra: list[Criterion] | None = None) -> FhirResponse:
+    lenient = prefer(req, "handling") == "lenient"
+    params = search_params(req)
+    parsed = router.search_parser().parse(types, params, lenient=lenient)
+    q = parsed.query
+    for rt in q.resource_types or []:
+        authz.check_interaction(req.context, "search", rt)
+    if q.resource_types is None:
+        authz.check_interaction(req.context, "search", None)
+    if extra:
+        q.criteria.extend(extra)
+    for rt in (q.resource_types or [None]):  # type: ignore[list-item]
+        restrictions = authz.search_restrictions(req.context, rt) if rt else []
+        if restrictions:
+            sub = router.search_parser().parse([rt], restrictions)
+            q.criteria.extend(sub.query.criteria)
+    result = repo.search(q)
+    for st in result.matches + result.included:
+        if st.resource is not None:
+            authz.check_resource(req.context, "search", st.resource)
+    if parsed.query.summary_count:
+        bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "total": result.total or 0,
+                                  "link": [{"relation": "self", "url": f"{req.context.base_url.rstrip('/')}/{path}"
+                                            f"?{urlencode(parsed.applied)}"}]}
+        return FhirResponse(200, bundle)
+    return FhirResponse(200, build_bundle(router, req, parsed, path, result.matches, result.included,
+                                          result.total, result.next_cursor))
+
+
+def search_type(router: FhirRouter, req: FhirRequest, repo: FhirRepository, resource_type: str) -> FhirResponse:
+    check_type(router, resource_type)
+    return run_search(router, req, repo, [resource_type], resource_type)
+
+
+def search_system(router: FhirRouter, req: FhirRequest, repo: FhirRepository) -> FhirResponse:
+    types = None
+    for k, v in search_params(req):
+        if k == "_type":
+            types = [t.strip() for t in v.split(",") if t.strip()]
+    if types is None:
+        real = [k for k, _ in search_params(req) if not k.startswith("_")]
+        if real:
+            raise bad_request("A system-level search with criteria needs _type")
+    return run_search(router, req, repo, None, "")
+
+
+def search_compartment(router: FhirRouter, req: FhirRequest, repo: FhirRepository, compartment: str, id: str,
+                       resource_type: str) -> FhirResponse:
+    check_type(router, compartment)
+    check_id(id)
+    types = sorted(router.registry.resource_types) if resource_type == "*" else [resource_type]
+    if resource_type != "*":
+        check_type(router, resource_type)
+    crits = []
+    for rt in types:
+        c = compartment_criterion(router.registry, compartment, id, rt)
+        if c is not None:
+            crits.append(c)
+    if not crits:
+        raise bad_request(f"{resource_type} is not in the {compartment} compartment")
+    crit = crits[0] if len(crits) == 1 else Criterion("or", types[0], subs=crits)
+    return run_search(router, req, repo, [c.resource_type for c in crits], f"{compartment}/{id}/{resource_type}",
+                      extra=[crit])

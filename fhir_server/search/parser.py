@@ -1,0 +1,279 @@
+"""Query parameters -> ``SearchQuery``, validated against the registry.
+
+Unknown or malformed parameters are 400s unless the client asked for
+``Prefer: handling=lenient``; then they are dropped and reported back so the
+self link shows what was really applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from fhir_server.errors import bad_request
+from fhir_server.search.query import Criterion, Include, SearchQuery, SortKey
+from fhir_server.search.registry import (
+    RESULT_PARAMS,
+    SearchParam,
+    SearchParamRegistry,
+    compartment_definitions,
+)
+from fhir_server.search.values import escape_split, split_unescaped_keep
+
+DEFAULT_COUNT = 20
+MAX_COUNT = 1000
+KNOWN_MODIFIERS = {
+    "string": {"exact", "contains", "missing"},
+    "token": {"text", "not", "of-type", "missing", "in", "not-in", "below", "above"},
+    "reference": {"missing", "identifier"},
+    "date": {"missing"},
+    "number": {"missing"},
+    "quantity": {"missing"},
+    "uri": {"below", "above", "missing"},
+    "composite": {"missing"},
+}
+
+
+class Terminology(Protocol):
+    def expand_codes(self, url: str) -> list[tuple[str | None, str]] | None: ...
+
+    def codes_below(self, system: str, code: str) -> set[str]: ...
+
+    def codes_above(self, system: str, code: str) -> set[str]: ...
+
+
+@dataclass
+class ParsedSearch:
+    query: SearchQuery
+    applied: list[tuple[str, str]] = field(default_factory=list)
+    ignored: list[tuple[str, str]] = field(default_factory=list)
+    summary: str | None = None
+    elements: list[str] | None = None
+
+
+class SearchParser:
+    def __init__(self, registry: SearchParamRegistry, terminology: Any = None) -> None:
+        self.registry = registry
+        self.terminology = terminology
+
+    def parse(self, resource_types: list[str] | None, params: list[tuple[str, str]], *,
+              lenient: bool = False) -> ParsedSearch:
+        q = SearchQuery(resource_types=resource_types, count=DEFAULT_COUNT)
+        out = ParsedSearch(q)
+        for name, value in params:
+            try:
+                applied = self._one(q, out, resource_types, name, value)
+            except Exception as exc:
+                if lenient and getattr(exc, "status", None) == 400:
+                    out.ignored.append((name, value))
+                    continue
+                raise
+            if applied:
+                out.applied.append((name, value))
+        return out
+
+    # ------------------------------------------------------------------
+    def _one(self, q: SearchQuery, out: ParsedSearch, types: list[str] | None, name: str, value: str) -> bool:
+        base = name.split(":", 1)[0]
+        if name in ("_format", "_pretty"):
+            return False
+        if base == "_type":
+            wanted = [t for v in value.split(",") for t in [v.strip()] if t]
+            unknown = [t for t in wanted if t not in self.registry.resource_types]
+            if unknown:
+                raise bad_request(f"Unknown resource type(s) in _type: {', '.join(unknown)}")
+            q.resource_types = sorted(set(wanted) & set(q.resource_types or wanted))
+            return True
+        if base in RESULT_PARAMS or base in ("_summary", "_elements"):
+            self._result_param(q, out, types, name, value)
+            return True
+        if base == "_has":
+            rt = self._single_type(types, name)
+            q.criteria.append(self._has(rt, name, value))
+            return True
+        rt_list = types or sorted(self.registry.resource_types)
+        if types is None or len(types) > 1:
+            # system level / _type search: only parameters common to all types
+            crits = [self._criterion(rt, name, value) for rt in rt_list]
+            q.criteria.append(Criterion("or", rt_list[0], subs=[c for c in crits if c is not None]))
+            return True
+        crit = self._criterion(types[0], name, value)
+        if crit is not None:
+            q.criteria.append(crit)
+        return True
+
+    def _single_type(self, types: list[str] | None, name: str) -> str:
+        if not types or len(types) != 1:
+            raise bad_request(f"{name} needs a single resource type")
+        return types[0]
+
+    def _criterion(self, rt: str, name: str, value: str) -> Criterion:
+        # chained parameter: ref[:Type].rest
+        head, dot, rest = name.partition(".")
+        code, _, modifier = head.partition(":")
+        if code == "_id":
+            if modifier not in ("", "not"):
+                raise bad_request(f"Modifier :{modifier} is not valid on _id")
+            return Criterion("id", rt, modifier=modifier or None, values=[value])
+        if code == "_lastUpdated":
+            if modifier:
+                raise bad_request("_lastUpdated takes no modifier")
+            return Criterion("lastUpdated", rt, values=escape_split(value, ","))
+        if code in ("_text", "_content"):
+            return Criterion(code[1:], rt, values=[value])
+        if code == "_list":
+            return Criterion("list", rt, values=escape_split(value, ","))
+        sp = self.registry.get(rt, code)
+        if sp is None:
+            raise bad_request(f"Unknown search parameter {code!r} for {rt}", code="not-supported")
+        if dot:
+            if sp.type != "reference":
+                raise bad_request(f"Cannot chain through non-reference parameter {code}")
+            targets = [modifier] if modifier else [t for t in sp.target if t in self.registry.resource_types]
+            if modifier and modifier not in self.registry.resource_types:
+                raise bad_request(f"Unknown resource type {modifier} in chain")
+            subs = []
+            for t in targets:
+                try:
+                    sub = self._criterion(t, rest, value)
+                except Exception as exc:  # parameter unknown on this target type: try the others
+                    if getattr(exc, "status", None) == 400 and len(targets) > 1:
+                        continue
+                    raise
+                subs.append(Criterion("chain", rt, param=sp, target_type=t, sub=sub))
+            if not subs:
+                raise bad_request(f"Chained parameter {rest!r} is not valid on any target of {code}")
+            return subs[0] if len(subs) == 1 else Criterion("or", rt, subs=subs)
+        if modifier:
+            if modifier not in KNOWN_MODIFIERS.get(sp.type, set()) and not (
+                    sp.type == "reference" and modifier in self.registry.resource_types):
+                raise bad_request(f"Modifier :{modifier} is not valid on {sp.type} parameter {code}")
+        if modifier == "missing" and value not in ("true", "false"):
+            raise bad_request(":missing takes true or false")
+        values = split_unescaped_keep(value, ",")
+        if any(v == "" for v in values) and modifier != "missing":
+            raise bad_request(f"Empty value for search parameter {code}")
+        crit = Criterion("param", rt, param=sp, modifier=modifier or None, values=values)
+        if modifier in ("in", "not-in", "below", "above") and sp.type == "token":
+            crit.value_set_codes = self._expand(modifier, values)
+        return crit
+
+    def _expand(self, modifier: str, values: list[str]) -> list[tuple[str | None, str]]:
+        ts = self.terminology
+        if ts is None:
+            raise bad_request(f":{modifier} needs the terminology service, which is not configured")
+        out: list[tuple[str | None, str]] = []
+        for v in values:
+            if modifier in ("in", "not-in"):
+                codes = ts.expand_codes(v)
+                if codes is None:
+                    raise bad_request(f"Value set {v!r} is unknown or cannot be expanded")
+                out.extend(codes)
+            else:
+                parts = escape_split(v, "|")
+                if len(parts) != 2:
+                    raise bad_request(f":{modifier} needs system|code")
+                fn = ts.codes_below if modifier == "below" else ts.codes_above
+                out.extend((parts[0], c) for c in fn(parts[0], parts[1]) | {parts[1]})
+        return out
+
+    def _has(self, rt: str, name: str, value: str) -> Criterion:
+        # _has:Type:refParam:param (param may itself be _has:...)
+        parts = name.split(":", 3)
+        if len(parts) < 4:
+            raise bad_request("_has must be _has:Type:reference:parameter")
+        _, ttype, refp, rest = parts
+        if ttype not in self.registry.resource_types:
+            raise bad_request(f"Unknown resource type {ttype} in _has")
+        ref = self.registry.get(ttype, refp)
+        if ref is None or ref.type != "reference":
+            raise bad_request(f"{refp} is not a reference parameter of {ttype}")
+        sub = self._has(ttype, rest, value) if rest.startswith("_has:") else self._criterion(ttype, rest, value)
+        return Criterion("has", rt, param=ref, target_type=ttype, sub=sub)
+
+    def _result_param(self, q: SearchQuery, out: ParsedSearch, types: list[str] | None, name: str,
+                      value: str) -> None:
+        base, _, modifier = name.partition(":")
+        if base == "_count":
+            try:
+                n = int(value)
+            except ValueError as exc:
+                raise bad_request("_count must be an integer") from exc
+            if n < 0:
+                raise bad_request("_count must not be negative")
+            q.count = min(n, MAX_COUNT)
+        elif base == "_offset":
+            try:
+                q.offset = max(0, int(value))
+            except ValueError as exc:
+                raise bad_request("_offset must be an integer") from exc
+        elif base == "_cursor":
+            q.cursor = value
+        elif base == "_total":
+            if value not in ("none", "estimate", "accurate"):
+                raise bad_request("_total must be none, estimate or accurate")
+            q.total = value
+        elif base == "_summary":
+            if value not in ("true", "false", "text", "data", "count"):
+                raise bad_request("_summary must be true, text, data, count or false")
+            out.summary = value
+            q.summary_count = value == "count"
+        elif base == "_elements":
+            out.elements = [e.strip() for e in value.split(",") if e.strip()]
+        elif base == "_sort":
+            q.sort = [self._sort_key(types, k.strip()) for k in value.split(",") if k.strip()]
+        elif base in ("_include", "_revinclude"):
+            q.includes.append(self._include(value, reverse=base == "_revinclude",
+                                            iterate=modifier in ("iterate", "recurse")))
+        elif base in ("_contained", "_containedType", "_since", "_at"):
+            raise bad_request(f"{base} is not supported in search")
+
+    def _sort_key(self, types: list[str] | None, key: str) -> SortKey:
+        desc = key.startswith("-")
+        code = key.lstrip("-")
+        if code in ("_id", "_lastUpdated"):
+            return SortKey(None, code, desc)
+        for rt in types or []:
+            sp = self.registry.get(rt, code)
+            if sp is not None:
+                if sp.type in ("composite", "special"):
+                    raise bad_request(f"Cannot sort by {sp.type} parameter {code}")
+                return SortKey(sp, code, desc)
+        raise bad_request(f"Unknown sort parameter {code!r}")
+
+    def _include(self, value: str, reverse: bool, iterate: bool) -> Include:
+        parts = value.split(":")
+        if value == "*":
+            return Include("*", "*", None, iterate, reverse)
+        if len(parts) < 2 or len(parts) > 3:
+            raise bad_request(f"Malformed include {value!r}: use Type:param[:TargetType]")
+        src, param = parts[0], parts[1]
+        target = parts[2] if len(parts) == 3 else None
+        if src != "*" and src not in self.registry.resource_types:
+            raise bad_request(f"Unknown resource type {src} in include")
+        if param != "*":
+            sp = self.registry.get(src, param)
+            if sp is None or sp.type != "reference":
+                raise bad_request(f"{param} is not a reference parameter of {src}")
+        if target and target not in self.registry.resource_types:
+            raise bad_request(f"Unknown target type {target} in include")
+        return Include(src, param, target, iterate, reverse)
+
+
+def compartment_criterion(registry: SearchParamRegistry, compartment: str, id: str,
+                          resource_type: str) -> Criterion | None:
+    """Membership of ``resource_type`` in ``compartment/id`` per the CompartmentDefinition; None if never."""
+    defs = compartment_definitions().get(compartment)
+    if defs is None:
+        raise bad_request(f"{compartment} is not a compartment")
+    codes = defs.get(resource_type, [])
+    params: list[SearchParam] = []
+    for code in codes:
+        if code == "{def}":
+            continue
+        sp = registry.get(resource_type, code)
+        if sp is not None and sp.type == "reference":
+            params.append(sp)
+    if not params and resource_type != compartment:
+        return None
+    return Criterion("compartment", resource_type, params=params, values=[f"{compartment}/{id}"])

@@ -1,0 +1,478 @@
+"""SQLAlchemy implementation of ``FhirRepository`` (SQLite and PostgreSQL).
+
+Writes inside a unit of work are buffered and flushed with one executemany per
+table (before any read in the same transaction, and at commit), so a Synthea
+transaction bundle of hundreds of resources costs a handful of statements.
+Events are published only after the transaction commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, text, update
+
+from fhir_server.errors import conflict, gone, not_found, precondition_failed
+from fhir_server.events import EventBus, ResourceChanged
+from fhir_server.model import JsonDict
+from fhir_server.repository import HistoryPage, StoredResource, WriteResult
+from fhir_server.search.extract import Extractor, IndexRows
+from fhir_server.search.query import SearchQuery, SearchResult
+from fhir_server.search.registry import SearchParamRegistry, default_registry
+from fhir_server.storage import tables as T
+from fhir_server.storage.engine import is_sqlite
+from fhir_server.timeutil import from_us, instant, to_us
+
+log = logging.getLogger(__name__)
+def _dumps(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
+
+
+def _strip_meta(res: JsonDict) -> JsonDict:
+    out = dict(res)
+    meta = dict(out.get("meta") or {})
+    meta.pop("versionId", None)
+    meta.pop("lastUpdated", None)
+    if meta:
+        out["meta"] = meta
+    else:
+        out.pop("meta", None)
+    return out
+
+
+@dataclass
+class _Pending:
+    """Buffered statements of one unit of work, flushed per table."""
+
+    resources: list[dict[str, Any]] = field(default_factory=list)
+    resource_updates: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    index_deletes: list[int] = field(default_factory=list)
+    index: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    text: list[dict[str, Any]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.resources or self.resource_updates or self.history or self.index_deletes
+                    or self.text or any(self.index.values()))
+
+
+_INDEX_COLUMNS = {
+    "string": ("hash_identity", "value_norm", "value_exact"),
+    "token": ("hash_identity", "hash_sys_value", "hash_value", "system", "value"),
+    "reference": ("hash_identity", "target_type", "target_id", "target_url"),
+    "date": ("hash_identity", "low", "high"),
+    "number": ("hash_identity", "value"),
+    "quantity": ("hash_identity", "value", "hash_units", "hash_code", "canon_value", "canon_unit"),
+    "uri": ("hash_identity", "uri"),
+    "composite": ("hash_identity", "c1_sys_value", "c1_value", "c2_sys_value", "c2_value", "c2_num",
+                  "c2_units", "c2_low", "c2_high"),
+}
+
+
+
+class JobStore:
+    """Persisted background job state (``fhir_job``), shared by ``$reindex`` and friends."""
+
+    engine: Engine
+
+    def create_job(self, job_id: str, kind: str, params: dict[str, Any], total: int | None) -> None:
+        now = to_us(datetime.now(UTC))
+        with self.engine.begin() as conn:
+            conn.execute(insert(T.job).values(id=job_id, kind=kind, status="queued", params=_dumps(params),
+                                              progress=0, total=total, created=now, updated=now))
+
+    def update_job(self, job_id: str, **values: Any) -> None:
+        values["updated"] = to_us(datetime.now(UTC))
+        with self.engine.begin() as conn:
+            conn.execute(update(T.job).where(T.job.c.id == job_id).values(**values))
+
+    def get_job(self, job_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(T.job).where(T.job.c.id == job_id)).first()
+        return dict(row._mapping) if row else None
+
+    def list_jobs(self, kind: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(T.job).where(T.job.c.kind == kind).order_by(T.job.c.created.desc())
+                                .limit(100)).all()
+        return [dict(r._mapping) for r in rows]
+
+
+class SqlFhirRepository(JobStore):
+    """The repository; ``unit_of_work()`` returns a view bound to one transaction."""
+
+    def __init__(self, engine: Engine, *, registry: SearchParamRegistry | None = None,
+                 events: EventBus | None = None, base_url: str | None = None,
+                 resource_types: frozenset[str] | None = None) -> None:
+        self.engine = engine
+        self.registry = registry or default_registry()
+        self.extractor = Extractor(self.registry, base_url)
+        self.events = events or EventBus()
+        self.resource_types = resource_types or self.registry.resource_types
+        self.sqlite = is_sqlite(engine)
+        self._pk_lock = threading.Lock()
+        self._pk_block: list[int] = []
+        self._conn: Connection | None = None
+        self._pending = _Pending()
+        self._events: list[ResourceChanged] = []
+        self._index_hooks: list[Callable[[JsonDict], None]] = []
+
+    # ------------------------------------------------------------ transactions
+    def _bound(self, conn: Connection) -> SqlFhirRepository:
+        view = object.__new__(SqlFhirRepository)
+        view.__dict__.update(self.__dict__)
+        view._conn = conn
+        view._pending = _Pending()
+        view._events = []
+        view._root = self  # type: ignore[attr-defined]
+        return view
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[SqlFhirRepository]:
+        if self._conn is not None:  # nested: share the outer transaction
+            yield self
+            return
+        conn = self.engine.connect().execution_options(write=True)
+        view = self._bound(conn)
+        try:
+            with conn.begin():
+                yield view
+                view._flush()
+        finally:
+            conn.close()
+        for ev in view._events:
+            self.events.publish(ev)
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        if self._conn is not None:
+            self._flush()
+            yield self._conn
+            return
+        with self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def _writing(self) -> Iterator[SqlFhirRepository]:
+        if self._conn is not None:
+            yield self
+        else:
+            with self.unit_of_work() as uow:
+                yield uow
+
+    # ------------------------------------------------------------ keys
+    def _next_pk(self, conn: Connection) -> int:
+        if self.sqlite:
+            # Writers hold the database lock (BEGIN IMMEDIATE), so max+1 is safe within the transaction.
+            nxt: int | None = getattr(self, "_sqlite_next", None)
+            if nxt is None:
+                nxt = (conn.execute(select(func.max(T.resource.c.pk))).scalar() or 0) + 1
+            self._sqlite_next = nxt + 1  # type: ignore[attr-defined]
+            return nxt
+        root: SqlFhirRepository = getattr(self, "_root", self)
+        with root._pk_lock:
+            if not root._pk_block:
+                rows = conn.execute(text("SELECT nextval('fhir_resource_pk_seq') FROM generate_series(1, 64)"))
+                root._pk_block = [r[0] for r in rows]
+            return root._pk_block.pop(0)
+
+    # ------------------------------------------------------------ reads
+    def _row_to_stored(self, row: Any) -> StoredResource:
+        body = row.body
+        res = orjson.loads(body) if body else None
+        return StoredResource(row.res_type, row.fhir_id, row.version, from_us(row.last_updated),
+                              bool(row.deleted), res, getattr(row, "method", "PUT") or "PUT")
+
+    def _current_row(self, conn: Connection, resource_type: str, id: str) -> Any:
+        r = T.resource
+        return conn.execute(select(r).where(r.c.res_type == resource_type, r.c.fhir_id == id)).first()
+
+    def read(self, resource_type: str, id: str) -> StoredResource:
+        with self._reading() as conn:
+            row = self._current_row(conn, resource_type, id)
+        if row is None:
+            raise not_found(f"{resource_type}/{id} is not known")
+        if row.deleted:
+            raise gone(f"{resource_type}/{id} was deleted", headers={"ETag": f'W/"{row.version}"'})
+        return self._row_to_stored(row)
+
+    def read_raw(self, resource_type: str, id: str) -> tuple[str, int, int] | None:
+        """(JSON text, version, lastUpdated µs) of the current version, or None; the fast read path."""
+        r = T.resource
+        with self._reading() as conn:
+            row = conn.execute(select(r.c.body, r.c.version, r.c.last_updated, r.c.deleted)
+                               .where(r.c.res_type == resource_type, r.c.fhir_id == id)).first()
+        if row is None or row.deleted:
+            return None
+        return row.body, row.version, row.last_updated
+
+    def vread(self, resource_type: str, id: str, version: int) -> StoredResource:
+        h = T.history
+        with self._reading() as conn:
+            row = conn.execute(select(h).where(h.c.res_type == resource_type, h.c.fhir_id == id,
+                                               h.c.version == version)).first()
+        if row is None:
+            raise not_found(f"{resource_type}/{id}/_history/{version} is not known")
+        if row.deleted:
+            raise gone(f"{resource_type}/{id}/_history/{version} is a deletion")
+        return self._row_to_stored(row)
+
+    def exists(self, resource_type: str, id: str) -> bool:
+        r = T.resource
+        with self._reading() as conn:
+            row = conn.execute(select(r.c.deleted).where(r.c.res_type == resource_type,
+                                                         r.c.fhir_id == id)).first()
+        return row is not None and not row.deleted
+
+    # ------------------------------------------------------------ writes
+    def _stamp(self, resource: JsonDict, id: str, version: int, now_us: int) -> JsonDict:
+        res = dict(resource)
+        res["id"] = id
+        meta = dict(res.get("meta") or {})
+        meta["versionId"] = str(version)
+        meta["lastUpdated"] = instant(now_us)
+        res["meta"] = meta
+        # keep resourceType, id, meta first, as servers conventionally do
+        ordered = {"resourceType": res.pop("resourceType"), "id": res.pop("id"), "meta": res.pop("meta")}
+        ordered.update(res)
+        return ordered
+
+    def _now(self) -> int:
+        return to_us(datetime.now(UTC))
+
+    def _queue_index(self, pk: int, res: JsonDict) -> None:
+        rows: IndexRows = self.extractor.extract(res)
+        p = self._pending
+        for kind, cols in _INDEX_COLUMNS.items():
+            vals = getattr(rows, kind)
+            if vals:
+                p.index.setdefault(kind, []).extend({"res_pk": pk, **dict(zip(cols, v, strict=True))}
+                                                    for v in vals)
+        if rows.text or rows.content:
+            p.text.append({"res_pk": pk, "narrative": " ".join(rows.text)[:100000] or None,
+                           "content": " ".join(rows.content)[:100000] or None})
+
+    def create(self, resource: JsonDict, *, id: str | None = None) -> WriteResult:
+        with self._writing() as uow:
+            return uow._create(resource, id or str(uuid.uuid4()), method="POST")
+
+    def _create(self, resource: JsonDict, id: str, method: str, version: int = 1,
+                pk: int | None = None) -> WriteResult:
+        assert self._conn is not None
+        rt = resource["resourceType"]
+        now = self._now()
+        res = self._stamp(resource, id, version, now)
+        body = _dumps(res)
+        if pk is None:
+            pk = self._next_pk(self._conn)
+            self._pending.resources.append({"pk": pk, "res_type": rt, "fhir_id": id, "version": version,
+                                            "last_updated": now, "deleted": False, "body": body})
+        else:
+            self._pending.resource_updates.append({"b_pk": pk, "version": version, "last_updated": now,
+                                                   "deleted": False, "body": body})
+        self._pending.history.append({"res_pk": pk, "version": version, "res_type": rt, "fhir_id": id,
+                                      "last_updated": now, "deleted": False, "method": method, "body": body})
+        self._queue_index(pk, res)
+        self._hook_writes(res)
+        stored = StoredResource(rt, id, version, from_us(now), False, res, method)
+        self._events.append(ResourceChanged("create" if version == 1 else "update", rt, id, version, res))
+        return WriteResult(stored, created=True)
+
+    def _hook_writes(self, res: JsonDict) -> None:
+        for hook in self._index_hooks:
+            hook(res)
+
+    def add_write_hook(self, hook: Callable[[JsonDict], None]) -> None:
+        """Called inside the write transaction for each written resource (e.g. SearchParameter registry)."""
+        self._index_hooks.append(hook)
+
+    def update(self, resource: JsonDict, *, if_match: int | None = None,
+               allow_create: bool = True) -> WriteResult:
+        with self._writing() as uow:
+            return uow._update(resource, if_match=if_match, allow_create=allow_create)
+
+    def _update(self, resource: JsonDict, *, if_match: int | None, allow_create: bool,
+                method: str = "PUT") -> WriteResult:
+        assert self._conn is not None
+        self._flush()
+        rt, id = resource["resourceType"], resource["id"]
+        row = self._current_row(self._conn, rt, id)
+        if row is None:
+            if if_match is not None:
+                raise precondition_failed(f"{rt}/{id} does not exist, so If-Match cannot match")
+            if not allow_create:
+                raise not_found(f"{rt}/{id} is not known")
+            return self._create(resource, id, method=method)
+        if if_match is not None and if_match != row.version:
+            raise precondition_failed(f"Version conflict: If-Match W/\"{if_match}\" but current is "
+                                      f"W/\"{row.version}\"")
+        if not row.deleted and row.body:
+            current = orjson.loads(row.body)
+            if _strip_meta(current) == _strip_meta({**resource, "id": id}):
+                stored = self._row_to_stored(row)
+                return WriteResult(stored, created=False, changed=False)
+        new_version = row.version + 1
+        self._pending.index_deletes.append(row.pk)
+        result = self._create(resource, id, method=method, version=new_version, pk=row.pk)
+        result.created = bool(row.deleted)
+        # optimistic guard against a concurrent writer on PostgreSQL (SQLite writers are serialized)
+        self._pending.resource_updates[-1]["b_version"] = row.version
+        return result
+
+    def delete(self, resource_type: str, id: str, *, if_match: int | None = None) -> WriteResult | None:
+        with self._writing() as uow:
+            return uow._delete(resource_type, id, if_match)
+
+    def _delete(self, rt: str, id: str, if_match: int | None) -> WriteResult | None:
+        assert self._conn is not None
+        self._flush()
+        row = self._current_row(self._conn, rt, id)
+        if row is None:
+            return None
+        if if_match is not None and if_match != row.version:
+            raise precondition_failed(f"Version conflict: If-Match W/\"{if_match}\" but current is "
+                                      f"W/\"{row.version}\"")
+        if row.deleted:
+            return WriteResult(self._row_to_stored(row), created=False, changed=False)
+        now = self._now()
+        version = row.version + 1
+        self._pending.index_deletes.append(row.pk)
+        self._pending.resource_updates.append({"b_pk": row.pk, "b_version": row.version, "version": version,
+                                               "last_updated": now, "deleted": True, "body": None})
+        self._pending.history.append({"res_pk": row.pk, "version": version, "res_type": rt, "fhir_id": id,
+                                      "last_updated": now, "deleted": True, "method": "DELETE", "body": None})
+        stored = StoredResource(rt, id, version, from_us(now), True, None, "DELETE")
+        self._events.append(ResourceChanged("delete", rt, id, version, None))
+        return WriteResult(stored, created=False)
+
+    def _flush(self) -> None:
+        p = self._pending
+        if not p or self._conn is None:
+            return
+        conn = self._conn
+        self._pending = _Pending()
+        if p.index_deletes:
+            for tbl in (*T.INDEX_TABLES.values(), T.idx_text):
+                conn.execute(delete(tbl).where(tbl.c.res_pk.in_(p.index_deletes)))
+        if p.resources:
+            conn.execute(insert(T.resource), p.resources)
+        for upd in p.resource_updates:
+            r = T.resource
+            stmt = update(r).where(r.c.pk == upd["b_pk"])
+            if "b_version" in upd:
+                stmt = stmt.where(r.c.version == upd["b_version"])
+            res = conn.execute(stmt.values(version=upd["version"], last_updated=upd["last_updated"],
+                                           deleted=upd["deleted"], body=upd["body"]))
+            if res.rowcount != 1:
+                raise conflict("The resource was changed by a concurrent request; retry with its new version")
+        if p.history:
+            conn.execute(insert(T.history), p.history)
+        for kind, rows in p.index.items():
+            if rows:
+                conn.execute(insert(T.INDEX_TABLES[kind]), rows)
+        if p.text:
+            conn.execute(insert(T.idx_text), p.text)
+
+    # ------------------------------------------------------------ history
+    def history(self, resource_type: str | None, id: str | None, *, since: datetime | None,
+                at: datetime | None, count: int, offset: int) -> HistoryPage:
+        h = T.history
+        conds = []
+        if resource_type:
+            conds.append(h.c.res_type == resource_type)
+        if id:
+            conds.append(h.c.fhir_id == id)
+        if since is not None:
+            conds.append(h.c.last_updated >= to_us(since))
+        with self._reading() as conn:
+            if at is not None:
+                # the version current at `at`: latest version per resource with last_updated <= at
+                sub = (select(h.c.res_pk, func.max(h.c.version).label("v"))
+                       .where(and_(*conds, h.c.last_updated <= to_us(at))).group_by(h.c.res_pk).subquery())
+                base = select(h).join(sub, and_(h.c.res_pk == sub.c.res_pk, h.c.version == sub.c.v))
+            else:
+                base = select(h).where(and_(*conds)) if conds else select(h)
+            total = conn.execute(select(func.count()).select_from(base.subquery())).scalar()
+            rows = conn.execute(base.order_by(h.c.last_updated.desc(), h.c.res_pk.desc(), h.c.version.desc())
+                                .limit(count).offset(offset)).all()
+        entries = [self._row_to_stored(r) for r in rows]
+        nxt = offset + count if total is not None and offset + count < total else None
+        return HistoryPage(entries, total, nxt)
+
+    def resource_exists_ever(self, resource_type: str, id: str) -> bool:
+        with self._reading() as conn:
+            return self._current_row(conn, resource_type, id) is not None
+
+    # ------------------------------------------------------------ bulk reads
+    def iter_current(self, resource_types: list[str] | None = None,
+                     since: datetime | None = None) -> Iterator[StoredResource]:
+        r = T.resource
+        last = 0
+        while True:
+            stmt = select(r).where(r.c.deleted.is_(False), r.c.pk > last)
+            if resource_types:
+                stmt = stmt.where(r.c.res_type.in_(resource_types))
+            if since is not None:
+                stmt = stmt.where(r.c.last_updated >= to_us(since))
+            with self._reading() as conn:
+                rows = conn.execute(stmt.order_by(r.c.pk).limit(1000)).all()
+            if not rows:
+                return
+            for row in rows:
+                yield self._row_to_stored(row)
+            last = rows[-1].pk
+
+    def count_by_type(self) -> dict[str, int]:
+        r = T.resource
+        with self._reading() as conn:
+            rows = conn.execute(select(r.c.res_type, func.count()).where(r.c.deleted.is_(False))
+                                .group_by(r.c.res_type)).all()
+        return {t: n for t, n in rows}
+
+    # ------------------------------------------------------------ search
+    def search(self, query: SearchQuery) -> SearchResult:
+        from fhir_server.storage.search_sql import SqlSearch
+
+        with self._reading() as conn:
+            return SqlSearch(self, conn).run(query)
+
+    def reindex(self, resource_types: list[str] | None, progress: Callable[[int], None] | None = None,
+                batch: int = 200) -> int:
+        """Re-extract index rows, in small transactions so reads and writes go on meanwhile."""
+        r = T.resource
+        last, done = 0, 0
+        while True:
+            with self.engine.connect() as conn:
+                stmt = select(r.c.pk, r.c.body).where(r.c.deleted.is_(False), r.c.pk > last)
+                if resource_types:
+                    stmt = stmt.where(r.c.res_type.in_(resource_types))
+                rows = conn.execute(stmt.order_by(r.c.pk).limit(batch)).all()
+            if not rows:
+                return done
+            with self.unit_of_work() as uow:
+                for row in rows:
+                    uow._pending.index_deletes.append(row.pk)
+                    uow._queue_index(row.pk, orjson.loads(row.body))
+            done += len(rows)
+            last = rows[-1].pk
+            if progress:
+                progress(done)
+
+    def pk_of(self, resource_type: str, id: str) -> int | None:
+        r = T.resource
+        with self._reading() as conn:
+            return conn.execute(select(r.c.pk).where(r.c.res_type == resource_type, r.c.fhir_id == id,
+                                                     r.c.deleted.is_(False))).scalar()
+
+
+def or_all(conds: list[Any]) -> Any:
+    return or_(*conds) if conds else text("1=0")
+

@@ -1,0 +1,654 @@
+"""Compiles a parsed ``SearchQuery`` to SQL over the index tables.
+
+Every criterion becomes ``pk IN (SELECT res_pk FROM idx_* WHERE <hashed identity>)``
+so each hits one index; chains and ``_has`` nest the same building blocks.
+Paging is keyset-based (the cursor holds the last row's sort values and pk),
+never a deep OFFSET.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    Connection,
+    Select,
+    and_,
+    exists,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    text,
+    true,
+    tuple_,
+)
+from sqlalchemy.sql.elements import ColumnElement
+
+from fhir_server.errors import bad_request
+from fhir_server.repository import StoredResource
+from fhir_server.search.extract import REF_RE, identity
+from fhir_server.search.query import Criterion, Include, SearchQuery, SearchResult, SortKey
+from fhir_server.search.values import (
+    MAX_US,
+    MIN_US,
+    date_range,
+    escape_split,
+    h64,
+    normalize_string,
+    number_range,
+    split_unescaped_keep,
+    ucum_canonical,
+)
+from fhir_server.storage import tables as T
+from fhir_server.timeutil import now_us
+
+if TYPE_CHECKING:
+    from fhir_server.storage.repository import SqlFhirRepository
+
+Cond = ColumnElement[bool]
+PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
+TOTAL_BOUND = 1000  # default _total: exact up to this many, omitted above (keeps page one fast)
+
+
+def _like_escape(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def split_prefix(value: str) -> tuple[str, str]:
+    if len(value) > 2 and value[:2] in PREFIXES and (value[2].isdigit() or value[2] in "-+."):
+        return value[:2], value[2:]
+    return "eq", value
+
+
+def _now_us() -> int:
+    return now_us()
+
+
+def range_condition(prefix: str, lo_col: Any, hi_col: Any, qlo: Any, qhi: Any, approx: Any = None) -> Cond:
+    """Target range [lo_col, hi_col) against search range [qlo, qhi) per search.html prefixes."""
+    eq = and_(lo_col >= qlo, hi_col <= qhi)
+    if prefix == "eq":
+        return eq
+    if prefix == "ne":
+        return not_(eq)
+    if prefix == "gt":
+        return hi_col > qhi
+    if prefix == "lt":
+        return lo_col < qlo
+    if prefix == "ge":
+        return or_(hi_col > qhi, eq)
+    if prefix == "le":
+        return or_(lo_col < qlo, eq)
+    if prefix == "sa":
+        return lo_col >= qhi
+    if prefix == "eb":
+        return hi_col <= qlo
+    if prefix == "ap":
+        delta = approx if approx is not None else 0
+        return and_(lo_col < qhi + delta, hi_col > qlo - delta)
+    raise bad_request(f"Unknown prefix {prefix!r}")
+
+
+def point_condition(prefix: str, col: Any, value: float, lo: float, hi: float) -> Cond:
+    """A stored number against a search number whose precision gives [lo, hi)."""
+    if prefix == "eq":
+        return and_(col >= lo, col < hi)
+    if prefix == "ne":
+        return or_(col < lo, col >= hi)
+    if prefix in ("gt", "sa"):
+        return col > value
+    if prefix in ("lt", "eb"):
+        return col < value
+    if prefix == "ge":
+        return col >= value
+    if prefix == "le":
+        return col <= value
+    if prefix == "ap":
+        d = abs(value) * 0.1 or 0.1
+        return and_(col >= value - d, col <= value + d)
+    raise bad_request(f"Unknown prefix {prefix!r}")
+
+
+class SqlSearch:
+    def __init__(self, repo: SqlFhirRepository, conn: Connection) -> None:
+        self.repo = repo
+        self.conn = conn
+        self.base_url = (repo.extractor.base_url or "").rstrip("/")
+
+    # ------------------------------------------------------------------ entry
+    def run(self, q: SearchQuery) -> SearchResult:
+        r = T.resource.alias("r")
+        where: list[Cond] = [r.c.deleted.is_(False)]
+        if q.resource_types:
+            where.append(r.c.res_type.in_(q.resource_types) if len(q.resource_types) > 1
+                         else r.c.res_type == q.resource_types[0])
+        for crit in q.criteria:
+            where.append(self.condition(crit, r))
+        filt = and_(*where)
+
+        total: int | None = None
+        if q.summary_count or q.total == "accurate":
+            total = self.conn.execute(select(func.count()).select_from(r).where(filt)).scalar()
+        if q.summary_count:
+            return SearchResult([], [], total)
+
+        sort_cols = [self.sort_expr(k, r) for k in q.sort]
+        order = []
+        for k, col in zip(q.sort, sort_cols, strict=True):
+            order.append(col.desc() if k.descending else col.asc())
+        order.append(r.c.pk.asc())
+        stmt = select(r.c.pk, r.c.res_type, r.c.fhir_id, r.c.version, r.c.last_updated, r.c.deleted, r.c.body,
+                      *[c.label(f"s{i}") for i, c in enumerate(sort_cols)]).where(filt)
+        if q.cursor:
+            stmt = stmt.where(self.keyset(q, sort_cols, r))
+        elif q.offset:
+            stmt = stmt.offset(q.offset)
+        rows = self.conn.execute(stmt.order_by(*order).limit(q.count + 1)).all() if q.count > 0 else []
+        has_more = len(rows) > q.count
+        rows = rows[:q.count]
+        matches = [self.repo._row_to_stored(row) for row in rows]
+        next_cursor = None
+        if has_more and rows:
+            last = rows[-1]
+            next_cursor = encode_cursor([getattr(last, f"s{i}") for i in range(len(sort_cols))] + [last.pk])
+
+        if total is None and q.total != "none":
+            if not q.cursor and not q.offset and not has_more:
+                total = len(matches)
+            elif q.total == "estimate":
+                total = self.estimate(select(r.c.pk).where(filt))
+            elif q.total == "default":
+                bounded = select(r.c.pk).where(filt).limit(TOTAL_BOUND + 1).subquery()
+                n = self.conn.execute(select(func.count()).select_from(bounded)).scalar() or 0
+                total = n if n <= TOTAL_BOUND else None
+        included = self.includes(q, [row.pk for row in rows], matches) if q.includes else []
+        return SearchResult(matches, included, total, next_cursor, has_more)
+
+    def estimate(self, stmt: Select[Any]) -> int | None:
+        if self.conn.dialect.name == "postgresql":
+            sql = str(stmt.compile(self.conn, compile_kwargs={"literal_binds": True}))
+            plan = self.conn.execute(text("EXPLAIN (FORMAT JSON) " + sql)).scalar()
+            data = plan if isinstance(plan, list) else json.loads(plan)
+            return int(data[0]["Plan"]["Plan Rows"])
+        bounded = stmt.limit(10001).subquery()
+        return self.conn.execute(select(func.count()).select_from(bounded)).scalar()
+
+    # ------------------------------------------------------------------ criteria
+    def pks_of(self, resource_type: str, crit: Criterion | None) -> Select[Any]:
+        t = T.resource.alias()
+        conds: list[Cond] = [t.c.res_type == resource_type, t.c.deleted.is_(False)]
+        if crit is not None:
+            conds.append(self.condition(crit, t))
+        return select(t.c.pk).where(*conds)
+
+    def ids_of(self, resource_type: str, crit: Criterion | None) -> Select[Any]:
+        t = T.resource.alias()
+        conds: list[Cond] = [t.c.res_type == resource_type, t.c.deleted.is_(False)]
+        if crit is not None:
+            conds.append(self.condition(crit, t))
+        return select(t.c.fhir_id).where(*conds)
+
+    def condition(self, c: Criterion, r: Any) -> Cond:
+        kind = c.kind
+        if kind == "or":
+            return or_(*[self.condition(s, r) for s in c.subs]) if c.subs else false()
+        if kind == "and":
+            return and_(*[self.condition(s, r) for s in c.subs]) if c.subs else true()
+        if kind == "id":
+            ids = [v for raw in c.values for v in escape_split(raw, ",")]
+            cond: Cond = r.c.fhir_id.in_(ids)
+            return not_(cond) if c.modifier == "not" else cond
+        if kind == "lastUpdated":
+            return or_(*[self._last_updated(v, r) for v in c.values])
+        if kind in ("text", "content"):
+            return self._fulltext(kind, c.values, r)
+        if kind == "list":
+            return or_(*[self._in_list(v, r) for v in c.values])
+        if kind == "chain":
+            assert c.param is not None and c.sub is not None and c.target_type is not None
+            ref = T.idx_reference
+            return r.c.pk.in_(select(ref.c.res_pk).where(
+                ref.c.hash_identity == identity(c.resource_type, c.param.code),
+                ref.c.target_type == c.target_type,
+                ref.c.target_id.in_(self.ids_of(c.target_type, c.sub))))
+        if kind == "has":
+            assert c.param is not None and c.target_type is not None
+            ref = T.idx_reference
+            return r.c.fhir_id.in_(select(ref.c.target_id).where(
+                ref.c.hash_identity == identity(c.target_type, c.param.code),
+                ref.c.target_type == c.resource_type,
+                ref.c.res_pk.in_(self.pks_of(c.target_type, c.sub))))
+        if kind == "compartment":
+            ref = T.idx_reference
+            ctype, cid = c.values[0].split("/", 1)
+            hashes = [identity(c.resource_type, p.code) for p in c.params]
+            conds: list[Cond] = []
+            if hashes:
+                conds.append(r.c.pk.in_(select(ref.c.res_pk).where(
+                    ref.c.hash_identity.in_(hashes), ref.c.target_type == ctype, ref.c.target_id == cid)))
+            if c.resource_type == ctype:
+                conds.append(and_(r.c.res_type == ctype, r.c.fhir_id == cid))
+            return or_(*conds) if conds else false()
+        if kind == "param":
+            assert c.param is not None
+            return self._param(c, r)
+        raise bad_request(f"Unsupported search criterion {kind}")
+
+    def _param(self, c: Criterion, r: Any) -> Cond:
+        sp = c.param
+        assert sp is not None
+        ident = identity(c.resource_type, sp.code)
+        table = T.INDEX_TABLES.get(sp.type) if sp.type != "composite" else T.idx_composite
+        if c.modifier == "missing":
+            if table is None:
+                raise bad_request(f"':missing' is not supported on {sp.code}")
+            want_missing = c.values[0].lower() == "true" if c.values else True
+            check_ident = ident
+            present = exists(select(literal(1)).select_from(table).where(
+                table.c.res_pk == r.c.pk, table.c.hash_identity == check_ident))
+            return not_(present) if want_missing else present
+        handler = getattr(self, f"_{sp.type}", None)
+        if handler is None:
+            raise bad_request(f"Search on parameter type {sp.type} ({sp.code}) is not supported")
+        if c.modifier == "not" and sp.type == "token":
+            positive = Criterion("param", c.resource_type, sp, None, c.values, value_set_codes=None)
+            return not_(self._token(positive, ident, r))
+        if c.modifier in ("not-in",):
+            positive = Criterion("param", c.resource_type, sp, "in", c.values, value_set_codes=c.value_set_codes)
+            return not_(self._token(positive, ident, r))
+        result: Cond = handler(c, ident, r)
+        return result
+
+    # --- string
+    def _string(self, c: Criterion, ident: int, r: Any) -> Cond:
+        s = T.idx_string
+        conds = []
+        for raw in c.values:
+            v = escape_split(raw, "\x00")[0]
+            if c.modifier == "exact":
+                conds.append(s.c.value_exact == v[:200])
+            elif c.modifier == "contains":
+                conds.append(s.c.value_norm.like(f"%{_like_escape(normalize_string(v))}%", escape="\\"))
+            elif c.modifier in (None, ""):
+                norm = normalize_string(v)[:200]
+                conds.append(s.c.value_norm.like(f"{_like_escape(norm)}%", escape="\\"))
+            else:
+                raise bad_request(f"Modifier :{c.modifier} is not valid on string parameter {c.param.code}")  # type: ignore[union-attr]
+        return r.c.pk.in_(select(s.c.res_pk).where(s.c.hash_identity == ident, or_(*conds)))
+
+    # --- token
+    def _token(self, c: Criterion, ident: int, r: Any) -> Cond:
+        tk = T.idx_token
+        mod = c.modifier
+        sid = str(ident)
+        if mod == "text":
+            s = T.idx_string
+            text_ident = identity(c.resource_type, c.param.code + ":text")  # type: ignore[union-attr]
+            conds = [s.c.value_norm.like(f"{_like_escape(normalize_string(v))}%", escape="\\") for v in c.values]
+            conds += [s.c.value_norm.like(f"% {_like_escape(normalize_string(v))}%", escape="\\") for v in c.values]
+            return r.c.pk.in_(select(s.c.res_pk).where(s.c.hash_identity == text_ident, or_(*conds)))
+        if mod == "of-type":
+            type_ident = identity(c.resource_type, c.param.code + ":of-type")  # type: ignore[union-attr]
+            keys = []
+            for v in c.values:
+                parts = escape_split(v, "|")
+                if len(parts) != 3:
+                    raise bad_request(":of-type needs system|code|value")
+                keys.append(h64(str(type_ident), "|".join(parts)))
+            return r.c.pk.in_(select(tk.c.res_pk).where(tk.c.hash_sys_value.in_(keys)))
+        if mod in ("in", "below", "above"):
+            codes = c.value_set_codes
+            if codes is None:
+                raise bad_request(f":{mod} needs the terminology service for {c.values}")
+            sv = [h64(sid, s or "", code) for s, code in codes if s is not None]
+            bare = [h64(sid, code) for s, code in codes if s is None]
+            conds: list[Cond] = []
+            if sv:
+                conds.append(tk.c.hash_sys_value.in_(sv))
+            if bare:
+                conds.append(tk.c.hash_value.in_(bare))
+            if not conds:
+                return false()
+            return r.c.pk.in_(select(tk.c.res_pk).where(or_(*conds)))
+        if mod not in (None, ""):
+            raise bad_request(f"Modifier :{mod} is not valid on token parameter {c.param.code}")  # type: ignore[union-attr]
+        sys_value, value_only, systems = [], [], []
+        for raw in c.values:
+            parts = escape_split(raw, "|")
+            if len(parts) == 1:
+                value_only.append(h64(sid, parts[0]))
+            elif len(parts) == 2:
+                system, code = parts
+                if code == "":
+                    systems.append(system)
+                else:
+                    sys_value.append(h64(sid, system, code))
+            else:
+                raise bad_request(f"Malformed token value {raw!r}")
+        conds = []
+        if sys_value:
+            conds.append(r.c.pk.in_(select(tk.c.res_pk).where(tk.c.hash_sys_value.in_(sys_value))))
+        if value_only:
+            conds.append(r.c.pk.in_(select(tk.c.res_pk).where(tk.c.hash_value.in_(value_only))))
+        if systems:
+            conds.append(r.c.pk.in_(select(tk.c.res_pk).where(tk.c.hash_identity == ident,
+                                                                tk.c.system.in_(systems))))
+        return or_(*conds) if conds else false()
+
+    # --- reference
+    def _reference(self, c: Criterion, ident: int, r: Any) -> Cond:
+        ref = T.idx_reference
+        mod = c.modifier
+        if mod == "identifier":
+            id_ident = identity(c.resource_type, c.param.code + ":identifier")  # type: ignore[union-attr]
+            sub = Criterion("param", c.resource_type, c.param, None, c.values)
+            return self._token(sub, id_ident, r)
+        type_filter = mod if mod and mod[:1].isupper() else None
+        if mod and not type_filter:
+            raise bad_request(f"Modifier :{mod} is not valid on reference parameter {c.param.code}")  # type: ignore[union-attr]
+        conds: list[Cond] = []
+        for raw in c.values:
+            v = escape_split(raw, "\x00")[0]
+            if self.base_url and v.startswith(self.base_url + "/"):
+                v = v[len(self.base_url) + 1:]
+            m = REF_RE.match(v)
+            if m and not m.group("base"):
+                rtype, rid = m.group("type"), m.group("id")
+                if type_filter and type_filter != rtype:
+                    conds.append(false())
+                    continue
+                conds.append(and_(ref.c.target_id == rid, ref.c.target_type == rtype))
+            elif m or "://" in v or v.startswith("urn:"):
+                conds.append(ref.c.target_url == v)
+            else:
+                conds.append(and_(ref.c.target_id == v, ref.c.target_type == type_filter)
+                             if type_filter else ref.c.target_id == v)
+        return r.c.pk.in_(select(ref.c.res_pk).where(ref.c.hash_identity == ident, or_(*conds)))
+
+    # --- date
+    def _date(self, c: Criterion, ident: int, r: Any) -> Cond:
+        d = T.idx_date
+        conds = []
+        for raw in c.values:
+            prefix, v = split_prefix(raw)
+            rng = date_range(v)
+            if rng is None:
+                raise bad_request(f"Invalid date {v!r} for {c.param.code}")  # type: ignore[union-attr]
+            approx = max(abs(_now_us() - rng[0]) // 10, 86_400_000_000) if prefix == "ap" else None
+            conds.append(range_condition(prefix, d.c.low, d.c.high, rng[0], rng[1], approx))
+        inner = select(d.c.res_pk).where(d.c.hash_identity == ident, or_(*conds))
+        return r.c.pk.in_(inner)
+
+    def _last_updated(self, raw: str, r: Any) -> Cond:
+        prefix, v = split_prefix(raw)
+        rng = date_range(v)
+        if rng is None:
+            raise bad_request(f"Invalid _lastUpdated value {v!r}")
+        approx = max(abs(_now_us() - rng[0]) // 10, 86_400_000_000) if prefix == "ap" else None
+        return range_condition(prefix, r.c.last_updated, r.c.last_updated + 1, rng[0], rng[1], approx)
+
+    # --- number
+    def _number(self, c: Criterion, ident: int, r: Any) -> Cond:
+        n = T.idx_number
+        conds = []
+        for raw in c.values:
+            prefix, v = split_prefix(raw)
+            rng = number_range(v)
+            if rng is None:
+                raise bad_request(f"Invalid number {v!r} for {c.param.code}")  # type: ignore[union-attr]
+            conds.append(point_condition(prefix, n.c.value, float(rng[0]), float(rng[1]), float(rng[2])))
+        return r.c.pk.in_(select(n.c.res_pk).where(n.c.hash_identity == ident, or_(*conds)))
+
+    # --- quantity
+    def _quantity(self, c: Criterion, ident: int, r: Any) -> Cond:
+        qt = T.idx_quantity
+        conds = []
+        for raw in c.values:
+            parts = escape_split(raw, "|")
+            if len(parts) not in (1, 3):
+                raise bad_request(f"Malformed quantity {raw!r}: use [prefix]value|system|code")
+            prefix, v = split_prefix(parts[0])
+            rng = number_range(v)
+            if rng is None:
+                raise bad_request(f"Invalid quantity number {v!r}")
+            system, code = (parts[1], parts[2]) if len(parts) == 3 else ("", "")
+            canon = ucum_canonical(rng[0], code) if code and system in ("", "http://unitsofmeasure.org") else None
+            if canon:
+                factor = canon[0] / rng[0] if rng[0] != 0 else ucum_canonical(Decimal(1), code)[0]  # type: ignore[index]
+                cond = and_(qt.c.canon_unit == canon[1],
+                            point_condition(prefix, qt.c.canon_value, float(canon[0]),
+                                            float(rng[1] * factor), float(rng[2] * factor)))
+            else:
+                cond = point_condition(prefix, qt.c.value, float(rng[0]), float(rng[1]), float(rng[2]))
+                if code and system:
+                    cond = and_(cond, qt.c.hash_units == h64(system, code))
+                elif code:
+                    cond = and_(cond, qt.c.hash_code == h64(code))
+            conds.append(cond)
+        return r.c.pk.in_(select(qt.c.res_pk).where(qt.c.hash_identity == ident, or_(*conds)))
+
+    # --- uri
+    def _uri(self, c: Criterion, ident: int, r: Any) -> Cond:
+        u = T.idx_uri
+        conds = []
+        for raw in c.values:
+            v = escape_split(raw, "\x00")[0]
+            if c.modifier == "below":
+                conds.append(u.c.uri.like(f"{_like_escape(v)}%", escape="\\"))
+            elif c.modifier == "above":
+                prefixes = [v[:i] for i in range(1, len(v) + 1) if i == len(v) or v[i] == "/"]
+                conds.append(u.c.uri.in_(prefixes))
+            elif c.modifier in (None, ""):
+                conds.append(u.c.uri == v)
+            else:
+                raise bad_request(f"Modifier :{c.modifier} is not valid on uri parameter")
+        return r.c.pk.in_(select(u.c.res_pk).where(u.c.hash_identity == ident, or_(*conds)))
+
+    # --- composite
+    def _composite(self, c: Criterion, ident: int, r: Any) -> Cond:
+        cp = T.idx_composite
+        sp = c.param
+        assert sp is not None
+        if len(sp.components) != 2 or any(comp.param is None for comp in sp.components):
+            raise bad_request(f"Composite parameter {sp.code} is not supported")
+        c2type = sp.components[1].param.type  # type: ignore[union-attr]
+        sid = str(ident)
+        conds = []
+        for raw in c.values:
+            pieces = split_unescaped_keep(raw, "$")
+            if len(pieces) != 2:
+                raise bad_request(f"Composite value {raw!r} must have two parts joined by '$'")
+            first = escape_split(pieces[0], "|")
+            c1 = (cp.c.c1_sys_value == h64(sid, first[0], first[1])) if len(first) == 2 else \
+                (cp.c.c1_value == h64(sid, first[0]))
+            second = pieces[1]
+            if c2type == "token":
+                p2 = escape_split(second, "|")
+                c2 = (cp.c.c2_sys_value == h64(sid, p2[0], p2[1])) if len(p2) == 2 else \
+                    (cp.c.c2_value == h64(sid, p2[0]))
+            elif c2type == "quantity":
+                p2 = escape_split(second, "|")
+                prefix, v = split_prefix(p2[0])
+                rng = number_range(v)
+                if rng is None:
+                    raise bad_request(f"Invalid quantity {second!r}")
+                c2 = point_condition(prefix, cp.c.c2_num, float(rng[0]), float(rng[1]), float(rng[2]))
+                if len(p2) == 3 and p2[2]:
+                    c2 = and_(c2, cp.c.c2_units == h64(p2[1], p2[2])) if p2[1] else \
+                        and_(c2, cp.c.c2_value == h64(p2[2]))
+            elif c2type == "date":
+                prefix, v = split_prefix(escape_split(second, "\x00")[0])
+                rng2 = date_range(v)
+                if rng2 is None:
+                    raise bad_request(f"Invalid date {v!r}")
+                c2 = range_condition(prefix, cp.c.c2_low, cp.c.c2_high, rng2[0], rng2[1])
+            elif c2type == "string":
+                c2 = cp.c.c2_sys_value == h64(normalize_string(escape_split(second, "\x00")[0]))
+            else:
+                raise bad_request(f"Composite parameter {sp.code} is not supported")
+            conds.append(and_(c1, c2))
+        return r.c.pk.in_(select(cp.c.res_pk).where(cp.c.hash_identity == ident, or_(*conds)))
+
+    # --- special
+    def _fulltext(self, kind: str, values: list[str], r: Any) -> Cond:
+        col = "narrative" if kind == "text" else "content"
+        conds = []
+        for v in values:
+            words = [w for w in "".join(ch if ch.isalnum() else " " for ch in v).split() if w]
+            if not words:
+                continue
+            if self.conn.dialect.name == "postgresql":
+                tsq = func.plainto_tsquery("simple", " ".join(words))
+                tv = func.to_tsvector("simple", func.coalesce(getattr(T.idx_text.c, col), ""))
+                conds.append(r.c.pk.in_(select(T.idx_text.c.res_pk).where(tv.op("@@")(tsq))))
+            else:
+                match = " AND ".join(f'{col}:"{w}"' for w in words)
+                conds.append(r.c.pk.in_(select(text("rowid")).select_from(text("idx_text_fts"))
+                                        .where(text("idx_text_fts MATCH :m").bindparams(m=match))))
+        return or_(*conds) if conds else false()
+
+    def _in_list(self, list_id: str, r: Any) -> Cond:
+        ref, lst = T.idx_reference, T.resource.alias()
+        return r.c.pk.in_(
+            select(T.resource.c.pk).select_from(T.resource.join(ref, and_(
+                ref.c.target_id == T.resource.c.fhir_id, ref.c.target_type == T.resource.c.res_type)))
+            .where(ref.c.hash_identity == identity("List", "item"),
+                   ref.c.res_pk.in_(select(lst.c.pk).where(lst.c.res_type == "List", lst.c.fhir_id == list_id))))
+
+    # ------------------------------------------------------------------ sorting and paging
+    def sort_expr(self, key: SortKey, r: Any) -> Any:
+        if key.name == "_id":
+            return r.c.fhir_id
+        if key.name == "_lastUpdated":
+            return r.c.last_updated
+        sp = key.param
+        assert sp is not None
+        rt_ident = [identity(t, sp.code) for t in sp.base]
+        agg = func.max if key.descending else func.min
+        if sp.type == "date":
+            d = T.idx_date
+            col = d.c.high if key.descending else d.c.low
+            sentinel = MIN_US if key.descending else MAX_US
+            sub = select(agg(col)).where(d.c.res_pk == r.c.pk, d.c.hash_identity.in_(rt_ident))
+        elif sp.type == "string":
+            s = T.idx_string
+            sentinel = "" if key.descending else "\uffff"
+            sub = select(agg(s.c.value_norm)).where(s.c.res_pk == r.c.pk, s.c.hash_identity.in_(rt_ident))
+        elif sp.type == "token":
+            tk = T.idx_token
+            sentinel = "" if key.descending else "\uffff"
+            sub = select(agg(tk.c.value)).where(tk.c.res_pk == r.c.pk, tk.c.hash_identity.in_(rt_ident))
+        elif sp.type in ("number", "quantity"):
+            tbl = T.idx_number if sp.type == "number" else T.idx_quantity
+            sentinel = -1e308 if key.descending else 1e308
+            sub = select(agg(tbl.c.value)).where(tbl.c.res_pk == r.c.pk, tbl.c.hash_identity.in_(rt_ident))
+        elif sp.type == "reference":
+            ref = T.idx_reference
+            sentinel = "" if key.descending else "\uffff"
+            sub = select(agg(ref.c.target_id)).where(ref.c.res_pk == r.c.pk, ref.c.hash_identity.in_(rt_ident))
+        elif sp.type == "uri":
+            u = T.idx_uri
+            sentinel = "" if key.descending else "\uffff"
+            sub = select(agg(u.c.uri)).where(u.c.res_pk == r.c.pk, u.c.hash_identity.in_(rt_ident))
+        else:
+            raise bad_request(f"Cannot sort by {sp.type} parameter {sp.code}")
+        return func.coalesce(sub.scalar_subquery(), sentinel)
+
+    def keyset(self, q: SearchQuery, cols: list[Any], r: Any) -> Cond:
+        values = decode_cursor(q.cursor or "")
+        if len(values) != len(cols) + 1:
+            raise bad_request("The paging cursor does not belong to this search")
+        *keys, last_pk = values
+        # lexicographic (k1, k2, ..., pk) beyond the cursor, honouring each key's direction
+        ors: list[Cond] = []
+        for i in range(len(cols) + 1):
+            eqs = [cols[j] == keys[j] for j in range(i)]
+            if i < len(cols):
+                cmp = cols[i] < keys[i] if q.sort[i].descending else cols[i] > keys[i]
+            else:
+                cmp = r.c.pk > last_pk
+            ors.append(and_(*eqs, cmp))
+        return or_(*ors)
+
+    # ------------------------------------------------------------------ includes
+    def includes(self, q: SearchQuery, match_pks: list[int], matches: list[StoredResource]
+                 ) -> list[StoredResource]:
+        seen = {(m.resource_type, m.id) for m in matches}
+        out: list[StoredResource] = []
+        frontier = list(zip(match_pks, matches, strict=True))
+        first = True
+        for _depth in range(4):
+            found: list[tuple[int, StoredResource]] = []
+            for inc in q.includes:
+                if not first and not inc.iterate:
+                    continue
+                found.extend(self._include_step(inc, frontier))
+            new = []
+            for pk, res in found:
+                key = (res.resource_type, res.id)
+                if key not in seen and len(out) < q.max_include:
+                    seen.add(key)
+                    out.append(res)
+                    new.append((pk, res))
+            if not new or not any(i.iterate for i in q.includes):
+                break
+            frontier = new
+            first = False
+        return out
+
+    def _include_step(self, inc: Include, frontier: list[tuple[int, StoredResource]]
+                      ) -> list[tuple[int, StoredResource]]:
+        if not frontier:
+            return []
+        ref = T.idx_reference
+        t = T.resource.alias("t")
+        cols = (t.c.pk, t.c.res_type, t.c.fhir_id, t.c.version, t.c.last_updated, t.c.deleted, t.c.body)
+        if not inc.reverse:
+            src = [pk for pk, res in frontier if inc.source_type in ("*", res.resource_type)]
+            if not src:
+                return []
+            conds = [ref.c.res_pk.in_(src)]
+            if inc.param != "*":
+                types = {res.resource_type for _, res in frontier if inc.source_type in ("*", res.resource_type)}
+                conds.append(ref.c.hash_identity.in_([identity(rt, inc.param) for rt in types]))
+            if inc.target_type:
+                conds.append(ref.c.target_type == inc.target_type)
+            stmt = select(*cols).select_from(t.join(ref, and_(ref.c.target_id == t.c.fhir_id,
+                                                               ref.c.target_type == t.c.res_type)))
+            stmt = stmt.where(*conds, t.c.deleted.is_(False)).distinct().limit(5000)
+        else:
+            pairs = [(res.resource_type, res.id) for _, res in frontier
+                     if inc.target_type in (None, res.resource_type)]
+            if not pairs:
+                return []
+            conds = [tuple_(ref.c.target_type, ref.c.target_id).in_(pairs)]
+            if inc.param != "*":
+                conds.append(ref.c.hash_identity == identity(inc.source_type, inc.param))
+            stmt = select(*cols).select_from(t.join(ref, ref.c.res_pk == t.c.pk)).where(
+                *conds, t.c.deleted.is_(False))
+            if inc.source_type != "*":
+                stmt = stmt.where(t.c.res_type == inc.source_type)
+            stmt = stmt.distinct().limit(5000)
+        rows = self.conn.execute(stmt).all()
+        return [(row.pk, self.repo._row_to_stored(row)) for row in rows]
+
+
+def encode_cursor(values: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> list[Any]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, json.JSONDecodeError) as exc:
+        raise bad_request("Malformed paging cursor") from exc
+    if not isinstance(data, list):
+        raise bad_request("Malformed paging cursor")
+    return data

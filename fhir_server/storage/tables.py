@@ -1,0 +1,205 @@
+"""Schema: current resources, history, and HAPI-style search index tables.
+
+Resource bodies are JSONB on PostgreSQL and JSON text on SQLite. Times are
+stored as integer microseconds since the epoch (exact ordering, portable).
+Index rows reference the resource's surrogate key and carry 64-bit hashed
+identities (resource type + parameter [+ system + value]) so each common query
+predicate is one B-tree lookup.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData()
+
+PK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class JsonBody(TypeDecorator[str]):
+    """Serialized JSON text; JSONB on PostgreSQL (the text is passed through unchanged)."""
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):  # type: ignore[no-untyped-def]
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(JSONB(none_as_null=True))
+        return dialect.type_descriptor(Text())
+
+    def bind_expression(self, bindvalue):  # type: ignore[no-untyped-def]
+        return bindvalue
+
+    def process_bind_param(self, value, dialect):  # type: ignore[no-untyped-def]
+        return value
+
+    def process_result_value(self, value, dialect):  # type: ignore[no-untyped-def]
+        if value is not None and not isinstance(value, str | bytes):
+            import orjson
+
+            return orjson.dumps(value).decode()
+        return value
+
+
+resource = Table(
+    "fhir_resource", metadata,
+    Column("pk", PK, primary_key=True, autoincrement=False),
+    Column("res_type", String(64), nullable=False),
+    Column("fhir_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("last_updated", BigInteger, nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("body", JsonBody, nullable=True),
+    UniqueConstraint("res_type", "fhir_id", name="uq_resource_type_id"),
+    Index("ix_resource_type_updated", "res_type", "last_updated"),
+)
+
+history = Table(
+    "fhir_resource_history", metadata,
+    Column("res_pk", PK, ForeignKey("fhir_resource.pk", ondelete="CASCADE"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("res_type", String(64), nullable=False),
+    Column("fhir_id", String(64), nullable=False),
+    Column("last_updated", BigInteger, nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("method", String(8), nullable=False),
+    Column("body", JsonBody, nullable=True),
+    Index("ix_history_updated", "last_updated"),
+    Index("ix_history_type_updated", "res_type", "last_updated"),
+)
+
+
+def _res_pk() -> Column[int]:
+    return Column("res_pk", PK, ForeignKey("fhir_resource.pk", ondelete="CASCADE"), nullable=False)
+
+
+idx_string = Table(
+    "idx_string", metadata, _res_pk(),
+    Column("hash_identity", BigInteger, nullable=False),
+    Column("value_norm", String(200), nullable=False),
+    Column("value_exact", String(200), nullable=False),
+    Index("ix_string_norm", "hash_identity", "value_norm"),
+    Index("ix_string_exact", "hash_identity", "value_exact"),
+    Index("ix_string_res", "res_pk"),
+)
+
+idx_token = Table(
+    "idx_token", metadata, _res_pk(),
+    Column("hash_identity", BigInteger, nullable=False),
+    Column("hash_sys_value", BigInteger, nullable=False),
+    Column("hash_value", BigInteger, nullable=False),
+    Column("system", String(200), nullable=True),
+    Column("value", String(200), nullable=True),
+    Index("ix_token_sys_value", "hash_sys_value", "res_pk"),
+    Index("ix_token_value", "hash_value", "res_pk"),
+    Index("ix_token_identity_system", "hash_identity", "system"),
+    Index("ix_token_res", "res_pk"),
+)
+
+idx_reference = Table(
+    "idx_reference", metadata, _res_pk(),
+    Column("hash_identity", BigInteger, nullable=False),
+    Column("target_type", String(64), nullable=True),
+    Column("target_id", String(64), nullable=True),
+    Column("target_url", String(500), nullable=True),
+    Index("ix_ref_target", "hash_identity", "target_id", "target_type"),
+    Index("ix_ref_target_any", "target_id", "target_type"),
+    Index("ix_ref_url", "hash_identity", "target_url"),
+    Index("ix_ref_res", "res_pk", "hash_identity"),
+)
+
+idx_date = Table(
+    "idx_date", metadata, _res_pk(),
+    Column("hash_identity", BigInteger, nullable=False),
+    Column("low", BigInteger, nullable=False),
+    Column("high", BigInteger, nullable=False),
+    Index("ix_date_low", "hash_identity", "low"),
+    Index("ix_date_high", "hash_identity", "high"),
+    Index("ix_date_res", "res_pk", "hash_identity"),
+)
+
+idx_number = Table(
+    "idx_number", metadata, _res_pk(),
+    Column("hash_identity", BigInteger, nullable=False),
+    Column("value", Float, nullable=False),
+    Index("ix_number", "hash_identity", "value"),
+    Index("ix_number_res", "res_pk"),
+)
+
+idx_quantity = Table(
+    "idx_quantity", metadata, _res_pk(),
+    Column("hash_identity", BigInteger, nullable=False),
+    Column("value", Float, nullable=False),
+    Column("hash_units", BigInteger, nullable=True),
+    Column("hash_code", BigInteger, nullable=True),
+    Column("canon_value", Float, nullable=True),
+    Column("canon_unit", String(32), nullable=True),
+    Index("ix_quantity", "hash_identity", "value"),
+    Index("ix_quantity_canon", "hash_identity", "canon_unit", "canon_value"),
+    Index("ix_quantity_res", "res_pk"),
+)
+
+idx_uri = Table(
+    "idx_uri", metadata, _res_pk(),
+    Column("hash_identity", BigInteger, nullable=False),
+    Column("uri", String(500), nullable=False),
+    Index("ix_uri", "hash_identity", "uri"),
+    Index("ix_uri_res", "res_pk"),
+)
+
+idx_composite = Table(
+    "idx_composite", metadata, _res_pk(),
+    Column("hash_identity", BigInteger, nullable=False),
+    Column("c1_sys_value", BigInteger, nullable=False),
+    Column("c1_value", BigInteger, nullable=False),
+    Column("c2_sys_value", BigInteger, nullable=True),
+    Column("c2_value", BigInteger, nullable=True),
+    Column("c2_num", Float, nullable=True),
+    Column("c2_units", BigInteger, nullable=True),
+    Column("c2_low", BigInteger, nullable=True),
+    Column("c2_high", BigInteger, nullable=True),
+    Index("ix_composite_c1sv", "c1_sys_value"),
+    Index("ix_composite_c1v", "c1_value"),
+    Index("ix_composite_res", "res_pk"),
+)
+
+idx_text = Table(
+    "idx_text", metadata,
+    Column("res_pk", PK, ForeignKey("fhir_resource.pk", ondelete="CASCADE"), primary_key=True),
+    Column("narrative", Text, nullable=True),
+    Column("content", Text, nullable=True),
+)
+
+# Background jobs ($reindex) with persisted progress.
+job = Table(
+    "fhir_job", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("params", Text, nullable=True),
+    Column("progress", Integer, nullable=False, default=0),
+    Column("total", Integer, nullable=True),
+    Column("created", BigInteger, nullable=False),
+    Column("updated", BigInteger, nullable=False),
+    Column("error", Text, nullable=True),
+)
+
+INDEX_TABLES = {
+    "string": idx_string, "token": idx_token, "reference": idx_reference, "date": idx_date,
+    "number": idx_number, "quantity": idx_quantity, "uri": idx_uri, "composite": idx_composite,
+}

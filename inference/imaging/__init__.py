@@ -1,0 +1,1 @@
+"""Imaging pipeline: DICOM in, model findings out as FHIR."""

@@ -1,0 +1,1 @@
+"""Python-backend model code shipped into the Triton model repository."""

@@ -1,0 +1,142 @@
+"""CLI: ``digitalfront hl7 send|load|replay`` and ``digitalfront mllp`` (picked up via plugins.py)."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from interfaces.client import MllpClient, ack_code, iter_files, read_messages
+from interfaces.mllp import DEFAULT_PORT
+
+
+def _services() -> Any:
+    """The app's services object (engine, router) built by the lead's app factory."""
+    import importlib
+
+    app_module = importlib.import_module("digitalfront.app")
+    build = getattr(app_module, "build_services", None)
+    if build is not None:
+        return build()
+    flask_app = app_module.create_app()
+    for key in ("digitalfront", "services"):
+        if key in flask_app.extensions:
+            return flask_app.extensions[key]
+    raise click.ClickException("the app factory does not expose its services (app.extensions['services'])")
+
+
+def _pipeline() -> Any:
+    from interfaces.service import pipeline_for
+
+    return pipeline_for(_services())
+
+
+def _when(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"not an ISO 8601 date/time: {value}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@click.group()
+def hl7() -> None:
+    """HL7v2: send files over MLLP, load a directory, replay stored messages."""
+
+
+@hl7.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int)
+@click.option("--timeout", default=30.0, show_default=True, type=float)
+def send(files: tuple[str, ...], host: str, port: int, timeout: float) -> None:
+    """Send FILES (single messages or FHS/BHS batch files; directories are walked) over MLLP."""
+    counts: dict[str, int] = {}
+    with MllpClient(host, port, timeout=timeout) as client:
+        for path in iter_files(list(files)):
+            for message in read_messages(path):
+                expect = 2 if _enhanced_with_app_ack(message) else 1
+                acks = client.send(message, expect=expect)
+                code = ack_code(acks[-1])
+                counts[code] = counts.get(code, 0) + 1
+                if code not in ("AA", "CA"):
+                    click.echo(f"{path}: {code} {acks[-1].decode('utf-8', 'replace')!r}", err=True)
+    click.echo(" ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "no messages found")
+    if any(k not in ("AA", "CA") for k in counts):
+        sys.exit(1)
+
+
+def _enhanced_with_app_ack(message: bytes) -> bool:
+    from interfaces.ack import wants_ack
+    from interfaces.parsing import parse
+
+    try:
+        _, h = parse(message)
+    except ValueError:
+        return False
+    return h.enhanced_mode and wants_ack(h.accept_ack_type, True) and h.application_ack_type in ("AL", "")
+
+
+@hl7.command()
+@click.argument("directory", type=click.Path(exists=True))
+def load(directory: str) -> None:
+    """Ingest every message under DIRECTORY in-process (same store, dedup and ACK rules as MLLP)."""
+    pipeline = _pipeline()
+    counts: dict[str, int] = {}
+    for path in iter_files([directory]):
+        for message in read_messages(path):
+            result = pipeline.ingest(message, f"file:{path}")
+            counts[result.status] = counts.get(result.status, 0) + 1
+    click.echo(" ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "no messages found")
+
+
+@hl7.command()
+@click.option("--id", "ids", multiple=True, type=int, help="store id (repeatable)")
+@click.option("--status", type=click.Choice(["received", "error", "rejected", "processed"]))
+@click.option("--since", help="received at or after (ISO 8601)")
+@click.option("--until", help="received before (ISO 8601)")
+def replay(ids: tuple[int, ...], status: str | None, since: str | None, until: str | None) -> None:
+    """Reprocess stored messages in arrival order (after a mapping fix)."""
+    if not ids and not status and not since and not until:
+        raise click.UsageError("give --id, --status, --since or --until")
+    pipeline = _pipeline()
+    counts: dict[str, int] = {}
+    for msg_id in pipeline.store.iter_ids(status=status, since=_when(since), until=_when(until), ids=list(ids) or None):
+        result = pipeline.replay(msg_id)
+        counts[result.ack_code] = counts.get(result.ack_code, 0) + 1
+    click.echo(" ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "nothing to replay")
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="bind address")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int)
+@click.option("--max-message-bytes", default=16 * 1024 * 1024, show_default=True, type=int)
+@click.option("--idle-timeout", default=300.0, show_default=True, type=float, help="seconds")
+@click.option("--tls-cert", type=click.Path(exists=True), help="PEM certificate (enables MLLP over TLS)")
+@click.option("--tls-key", type=click.Path(exists=True))
+@click.option("--tls-ca", type=click.Path(exists=True), help="require client certificates from this CA")
+def mllp(
+    host: str,
+    port: int,
+    max_message_bytes: int,
+    idle_timeout: float,
+    tls_cert: str | None,
+    tls_key: str | None,
+    tls_ca: str | None,
+) -> None:
+    """Run the MLLP listener in the foreground."""
+    from interfaces.mllp import start_listener_thread, tls_context
+
+    ctx = tls_context(tls_cert, tls_key, tls_ca) if tls_cert else None
+    handle = start_listener_thread(
+        _services(), host, port, max_message_bytes=max_message_bytes, idle_timeout=idle_timeout, ssl_context=ctx
+    )
+    click.echo(f"MLLP listening on {handle.host}:{handle.port}", err=True)
+    try:
+        handle.wait()
+    except KeyboardInterrupt:
+        handle.stop()

@@ -1,0 +1,134 @@
+"""Builds the one transaction Bundle a message becomes.
+
+Entries are keyed by a business identifier so that a re-sent message updates
+instead of duplicating: ``PUT Type?identifier=system|value`` (conditional
+update) for resources the message owns, ``POST`` + ``ifNoneExist`` for ones it
+only references (a Practitioner named in PV1-7 must not be overwritten by every
+ADT).  References inside the Bundle use ``urn:uuid`` fullUrls, resolved by the
+transaction processor.  One Provenance per message targets every entry.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from interfaces.parsing import Header
+
+JsonDict = dict[str, Any]
+MESSAGE_ID_SYSTEM = "urn:digitalfront:hl7v2:message"
+
+
+class MappingError(Exception):
+    """The message parsed but cannot be mapped (answered AE; kept in the store for replay)."""
+
+    def __init__(self, message: str, location: str = "", code: tuple[str, str] = ("101", "Required field missing")):
+        super().__init__(message)
+        self.location = location
+        self.code = code
+
+
+def identifier_query(ident: JsonDict) -> str:
+    system = ident.get("system")
+    value = str(ident["value"])
+    token = f"{system}|{value}" if system else value
+    return "identifier=" + quote(token, safe="|:/.")
+
+
+@dataclass
+class BundleBuilder:
+    header: Header
+    message_ref: str = ""  # "hl7v2-message/<store id>" when known
+    entries: list[JsonDict] = field(default_factory=list)
+    _by_key: dict[str, str] = field(default_factory=dict)
+    patient_key: str = ""
+
+    def add(self, resource: JsonDict, *, key: JsonDict | None = None, mode: str = "update") -> str:
+        """Add ``resource`` and return its urn:uuid reference; the same key twice reuses the first entry."""
+        rtype = resource["resourceType"]
+        if key is not None:
+            dedup = f"{rtype}|{key.get('system', '')}|{key['value']}"
+            if dedup in self._by_key:
+                return self._by_key[dedup]
+        full_url = f"urn:uuid:{uuid.uuid4()}"
+        request: JsonDict
+        if key is None:
+            request = {"method": "POST", "url": rtype}
+        elif mode == "create":
+            request = {"method": "POST", "url": rtype, "ifNoneExist": identifier_query(key)}
+        else:
+            request = {"method": "PUT", "url": f"{rtype}?{identifier_query(key)}"}
+        self.entries.append({"fullUrl": full_url, "resource": resource, "request": request})
+        if key is not None:
+            self._by_key[f"{rtype}|{key.get('system', '')}|{key['value']}"] = full_url
+        return full_url
+
+    def find(self, resource_type: str) -> list[JsonDict]:
+        return [e["resource"] for e in self.entries if e["resource"]["resourceType"] == resource_type]
+
+    def bundle(self, *, store_id: int | None = None) -> JsonDict:
+        """The transaction Bundle, with one Provenance per message targeting every produced resource."""
+        h = self.header
+        entries = list(self.entries)
+        if entries:
+            what: JsonDict = {
+                "identifier": {
+                    "system": MESSAGE_ID_SYSTEM,
+                    "value": str(store_id) if store_id is not None else h.control_id,
+                },
+                "display": f"{h.message_type} {h.control_id} from {h.sender}",
+            }
+            prov: JsonDict = {
+                "resourceType": "Provenance",
+                "target": [{"reference": e["fullUrl"]} for e in entries if e["request"]["method"] != "PATCH"],
+                "recorded": _now(),
+                "activity": {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
+                            "code": "UPDATE" if h.trigger_event == "A08" else "CREATE",
+                        }
+                    ]
+                },
+                "agent": [
+                    {
+                        "type": {
+                            "coding": [
+                                {
+                                    "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                                    "code": "author",
+                                }
+                            ]
+                        },
+                        "who": {"display": h.sending_application or "unknown sender"},
+                    },
+                    {
+                        "type": {
+                            "coding": [
+                                {
+                                    "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                                    "code": "assembler",
+                                }
+                            ]
+                        },
+                        "who": {"display": "DigitalFront HL7v2 interface"},
+                    },
+                ],
+                "entity": [{"role": "source", "what": what}],
+            }
+            entries.append(
+                {
+                    "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+                    "resource": prov,
+                    "request": {"method": "POST", "url": "Provenance"},
+                }
+            )
+        return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+def _now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -1,0 +1,321 @@
+"""The durable HL7v2 message store (one table, SQLite and PostgreSQL).
+
+Every inbound message is inserted and committed here before any processing,
+so an acknowledged message can always be found, and a failed one replayed.
+The dedup key is (MSH-3, MSH-4, MSH-10); see docs/hl7v2.md for the rule.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
+
+metadata = MetaData()
+
+STATUSES = ("received", "processed", "error", "rejected", "duplicate")
+
+messages = Table(
+    "hl7v2_message",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("processed_at", DateTime(timezone=True)),
+    Column("source", String(200), nullable=False, default=""),
+    Column("sending_application", String(200), nullable=False, default=""),
+    Column("sending_facility", String(200), nullable=False, default=""),
+    Column("receiving_application", String(200), nullable=False, default=""),
+    Column("receiving_facility", String(200), nullable=False, default=""),
+    Column("control_id", String(200), nullable=False, default=""),
+    Column("message_type", String(40), nullable=False, default=""),
+    Column("structure", String(20), nullable=False, default=""),
+    Column("version", String(10), nullable=False, default=""),
+    Column("message_datetime", String(40), nullable=False, default=""),
+    Column("patient_key", String(300), nullable=False, default=""),
+    Column("raw", LargeBinary, nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("ack_code", String(2)),
+    Column("ack", LargeBinary),
+    Column("outcome", Text),
+    Column("resources", Text),
+    Column("duplicate_of", Integer),
+    Column("attempts", Integer, nullable=False, default=0),
+)
+Index("ix_hl7v2_message_key", messages.c.sending_application, messages.c.sending_facility, messages.c.control_id)
+Index("ix_hl7v2_message_status", messages.c.status, messages.c.id)
+Index("ix_hl7v2_message_received", messages.c.received_at)
+
+
+def _json_load(text: str | None) -> Any:
+    return json.loads(text) if text else None
+
+
+@dataclass
+class StoredMessage:
+    id: int
+    received_at: datetime
+    processed_at: datetime | None
+    source: str
+    sending_application: str
+    sending_facility: str
+    receiving_application: str
+    receiving_facility: str
+    control_id: str
+    message_type: str
+    structure: str
+    version: str
+    message_datetime: str
+    patient_key: str
+    raw: bytes
+    status: str
+    ack_code: str | None
+    ack: bytes | None
+    outcome: Any
+    resources: list[str]
+    duplicate_of: int | None
+    attempts: int
+
+    def summary(self, base_url: str = "") -> dict[str, Any]:
+        """JSON view for GET /hl7v2/messages (raw text included, resources as links)."""
+        return {
+            "id": self.id,
+            "receivedAt": self.received_at.isoformat(),
+            "processedAt": self.processed_at.isoformat() if self.processed_at else None,
+            "source": self.source,
+            "sendingApplication": self.sending_application,
+            "sendingFacility": self.sending_facility,
+            "controlId": self.control_id,
+            "messageType": self.message_type,
+            "structure": self.structure,
+            "version": self.version,
+            "status": self.status,
+            "ackCode": self.ack_code,
+            "outcome": self.outcome,
+            "duplicateOf": self.duplicate_of,
+            "attempts": self.attempts,
+            "resources": [{"reference": r, "url": f"{base_url}/{r}" if base_url else r} for r in self.resources],
+        }
+
+
+def _row(r: Any) -> StoredMessage:
+    m = r._mapping
+    received = m["received_at"]
+    if received.tzinfo is None:
+        received = received.replace(tzinfo=UTC)
+    return StoredMessage(
+        id=m["id"],
+        received_at=received,
+        processed_at=m["processed_at"],
+        source=m["source"],
+        sending_application=m["sending_application"],
+        sending_facility=m["sending_facility"],
+        receiving_application=m["receiving_application"],
+        receiving_facility=m["receiving_facility"],
+        control_id=m["control_id"],
+        message_type=m["message_type"],
+        structure=m["structure"],
+        version=m["version"],
+        message_datetime=m["message_datetime"],
+        patient_key=m["patient_key"],
+        raw=bytes(m["raw"]),
+        status=m["status"],
+        ack_code=m["ack_code"],
+        ack=bytes(m["ack"]) if m["ack"] is not None else None,
+        outcome=_json_load(m["outcome"]),
+        resources=_json_load(m["resources"]) or [],
+        duplicate_of=m["duplicate_of"],
+        attempts=m["attempts"],
+    )
+
+
+def durable_sqlite_engine(url: str) -> Engine:
+    """A SQLite engine in WAL mode with synchronous=FULL: a commit survives power loss, not just kill -9."""
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _rec: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA busy_timeout=10000")
+            cur.close()
+
+    return engine
+
+
+class MessageStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        metadata.create_all(engine)
+
+    def insert(
+        self,
+        raw: bytes,
+        *,
+        source: str,
+        status: str,
+        header: Any = None,
+        patient_key: str = "",
+        ack_code: str | None = None,
+        ack: bytes | None = None,
+        outcome: Any = None,
+        duplicate_of: int | None = None,
+    ) -> int:
+        values: dict[str, Any] = {
+            "received_at": datetime.now(UTC),
+            "source": source[:200],
+            "raw": raw,
+            "status": status,
+            "patient_key": patient_key[:300],
+            "ack_code": ack_code,
+            "ack": ack,
+            "outcome": json.dumps(outcome) if outcome is not None else None,
+            "duplicate_of": duplicate_of,
+            "attempts": 0,
+        }
+        if header is not None:
+            values.update(
+                sending_application=header.sending_application[:200],
+                sending_facility=header.sending_facility[:200],
+                receiving_application=header.receiving_application[:200],
+                receiving_facility=header.receiving_facility[:200],
+                control_id=header.control_id[:200],
+                message_type=header.message_type[:40],
+                structure=header.structure[:20],
+                version=header.version[:10],
+                message_datetime=header.message_datetime[:40],
+            )
+        if status != "received":
+            values["processed_at"] = values["received_at"]
+        with self.engine.begin() as conn:
+            res = conn.execute(messages.insert().values(**values))
+            return int(res.inserted_primary_key[0])  # type: ignore[index]
+
+    def find_original(self, sending_application: str, sending_facility: str, control_id: str) -> StoredMessage | None:
+        """The first non-duplicate copy of a (MSH-3, MSH-4, MSH-10) key, if any."""
+        if not control_id:
+            return None
+        q = (
+            select(messages)
+            .where(
+                messages.c.sending_application == sending_application[:200],
+                messages.c.sending_facility == sending_facility[:200],
+                messages.c.control_id == control_id[:200],
+                messages.c.status != "duplicate",
+            )
+            .order_by(messages.c.id)
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            r = conn.execute(q).first()
+        return _row(r) if r is not None else None
+
+    def finish(
+        self,
+        msg_id: int,
+        *,
+        status: str,
+        ack_code: str | None,
+        ack: bytes | None,
+        outcome: Any = None,
+        resources: list[str] | None = None,
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(messages)
+                .where(messages.c.id == msg_id)
+                .values(
+                    status=status,
+                    ack_code=ack_code,
+                    ack=ack,
+                    processed_at=datetime.now(UTC),
+                    outcome=json.dumps(outcome) if outcome is not None else None,
+                    resources=json.dumps(resources) if resources is not None else None,
+                    attempts=messages.c.attempts + 1,
+                )
+            )
+
+    def get(self, msg_id: int) -> StoredMessage | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(select(messages).where(messages.c.id == msg_id)).first()
+        return _row(r) if r is not None else None
+
+    def search(
+        self,
+        *,
+        status: str | None = None,
+        message_type: str | None = None,
+        sender: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        ids: list[int] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        order_desc: bool = True,
+    ) -> list[StoredMessage]:
+        q = select(messages)
+        if status:
+            q = q.where(messages.c.status == status)
+        if message_type:
+            q = q.where(messages.c.message_type.startswith(message_type.upper(), autoescape=True))
+        if sender:
+            q = q.where((messages.c.sending_application == sender) | (messages.c.sending_facility == sender))
+        if since:
+            q = q.where(messages.c.received_at >= since)
+        if until:
+            q = q.where(messages.c.received_at < until)
+        if ids is not None:
+            q = q.where(messages.c.id.in_(ids))
+        q = q.order_by(messages.c.id.desc() if order_desc else messages.c.id).limit(limit).offset(offset)
+        with self.engine.connect() as conn:
+            return [_row(r) for r in conn.execute(q)]
+
+    def iter_ids(
+        self,
+        *,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        ids: list[int] | None = None,
+    ) -> Iterator[int]:
+        """Ids in arrival order, for replay (arrival order keeps per-patient order)."""
+        q = select(messages.c.id).where(messages.c.status != "duplicate")
+        if status:
+            q = q.where(messages.c.status == status)
+        if since:
+            q = q.where(messages.c.received_at >= since)
+        if until:
+            q = q.where(messages.c.received_at < until)
+        if ids is not None:
+            q = q.where(messages.c.id.in_(ids))
+        with self.engine.connect() as conn:
+            found = [int(r[0]) for r in conn.execute(q.order_by(messages.c.id))]
+        yield from found
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(messages.c.status, func.count()).group_by(messages.c.status)).all()
+        out = dict.fromkeys(STATUSES, 0)
+        out.update({str(s): int(n) for s, n in rows})
+        return out

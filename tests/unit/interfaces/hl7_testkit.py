@@ -1,0 +1,49 @@
+"""Test helpers shared by unit and integration tests: IG sample messages and a recording FHIR writer."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+IG = REPO.parent / "shared" / "corpora" / "v2-to-fhir"
+
+
+def ig_messages() -> dict[str, str]:
+    """Structure name -> message text, from the IG's test_conversions.md (one sample per structure)."""
+    path = IG / "samples" / "test_conversions.md"
+    if not path.exists():
+        pytest.skip(f"IG samples not found at {path}")
+    out: dict[str, str] = {}
+    for m in re.finditer(r"<tr>\n(MSH.*?)</tr>", path.read_text(encoding="utf-8", errors="replace"), re.S):
+        text = "\r".join(line.removeprefix("<br>").rstrip() for line in m.group(1).strip().splitlines())
+        text = "\r".join(s for s in text.split("\r") if s.strip()) + "\r"
+        structure = text.split("\r")[0].split("|")[8].split("^")[-1]
+        out[structure] = text
+    return out
+
+
+class RecordingWriter:
+    """Stands in for the FHIR router until it is wired: records bundles and answers like a transaction."""
+
+    def __init__(self) -> None:
+        self.bundles: list[dict[str, Any]] = []
+        self.fail_with: Exception | None = None
+        self.on_call: Any = None
+        self._n = 0
+
+    def __call__(self, bundle: dict[str, Any]) -> dict[str, Any]:
+        if self.on_call is not None:
+            self.on_call(bundle)
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.bundles.append(bundle)
+        entries = []
+        for e in bundle["entry"]:
+            self._n += 1
+            rtype = e["resource"]["resourceType"] if e["request"]["method"] != "PATCH" else "Patient"
+            entries.append({"response": {"status": "201 Created", "location": f"{rtype}/{self._n}/_history/1"}})
+        return {"resourceType": "Bundle", "type": "transaction-response", "entry": entries}

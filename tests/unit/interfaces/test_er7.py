@@ -1,0 +1,51 @@
+import pytest
+
+from interfaces.er7 import Er7Error, parse_er7, unescape
+from interfaces.parsing import parse, parse_with_hl7apy
+
+
+def test_escapes_repetitions_and_components():
+    m = parse_er7("MSH|^~\\&|A|B|||20240101||ADT^A01|1|P|2.5\rPID|1||7^^^H&1.2.3&ISO^MR~8^^^X||Doe\\S\\Jr^J\\T\\K||"
+                  "\rNTE|1||line1\\.br\\line2 \\F\\ pipe \\E\\ esc \\X41\\")
+    pid = m.first("PID")
+    assert pid.get(3, 1, rep=2) == "8"
+    assert pid.get(3, 4, 2) == "1.2.3"
+    assert pid.get(5, 1) == "Doe^Jr"
+    assert pid.get(5, 2) == "J&K"
+    assert pid.get(30) == ""  # missing trailing fields are empty, not errors
+    assert m.first("NTE").get(3) == "line1\nline2 | pipe \\ esc A"
+
+
+def test_other_encoding_characters_and_lf_separators():
+    m = parse_er7("MSH#$*@%#A#B\nZZ1#x$y*z\n")
+    assert m.enc.component == "$" and m.enc.repetition == "*" and m.enc.escape == "@"
+    assert m.first("ZZ1").get(1, 2) == "y"
+    assert m.first("ZZ1").get(1, 1, rep=2) == "z"
+
+
+def test_unknown_escape_is_kept():
+    m = parse_er7("MSH|^~\\&|A\r")
+    assert unescape("a\\Q9\\b", m.enc) == "a\\Q9\\b"
+
+
+@pytest.mark.parametrize("bad", ["", "PID|1", "MSH", "MSH|^~\\&\rP I D|1"])
+def test_not_hl7(bad):
+    with pytest.raises(Er7Error):
+        parse_er7(bad)
+
+
+def test_header_derives_structure_from_event_when_msh_9_3_is_empty():
+    _, h = parse(b"MSH|^~\\&|APP|FAC|R|RF|20240101||ADT^A04|42|P|2.3\rPID|1||1\r")
+    assert (h.structure, h.control_id, h.sender, h.enhanced_mode) == ("ADT_A01", "42", "APP|FAC", False)
+
+
+def test_hl7apy_gate_accepts_every_ig_sample_and_agrees_with_our_fields(samples):
+    for structure, text in samples.items():
+        ours = parse_er7(text)
+        gated = parse_with_hl7apy(text)
+        assert [s.fields for s in gated.segments] == [s.fields for s in ours.segments], structure
+    from hl7apy.parser import parse_message
+
+    pid = parse_message(samples["ADT_A01"].replace("\r", "\r"), find_groups=False).children[2]
+    assert pid.name == "PID"
+    assert pid.pid_3[0].cx_1.value == parse_er7(samples["ADT_A01"]).first("PID").get(3, 1)

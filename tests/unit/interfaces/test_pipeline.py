@@ -1,0 +1,151 @@
+"""Store, dedup, ACK codes and replay through the public pipeline API (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from fhir_server.errors import unprocessable
+from interfaces.client import ack_code
+from interfaces.er7 import parse_er7
+from interfaces.pipeline import Hl7Pipeline
+from interfaces.store import MessageStore, durable_sqlite_engine
+
+ADT = (
+    "MSH|^~\\&|ADM|HOSP|DF|DF|20240101120000||ADT^A01^ADT_A01|{cid}|P|2.5.1{ack}\r"
+    "EVN|A01|20240101120000\r"
+    "PID|1||{mrn}^^^HOSP&1.2.3&ISO^MR||Doe^Jane||19800101|F\r"
+    "PV1|1|I|W1^1^2||||123^Who^Doc|||||||||||V{mrn}^^^HOSP&1.2.3&ISO^VN|||||||||||||||||||||||||20240101110000\r"
+)
+
+
+def adt(cid: str, mrn: str = "100", ack: str = "") -> bytes:
+    return ADT.format(cid=cid, mrn=mrn, ack=ack).encode()
+
+
+def pg_engine():
+    base = os.environ.get("DIGITALFRONT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    try:
+        admin = create_engine(base, isolation_level="AUTOCOMMIT")
+        name = f"hl7_{uuid.uuid4().hex[:10]}"
+        with admin.connect() as c:
+            c.execute(text(f"CREATE DATABASE {name}"))
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"PostgreSQL not reachable at {base}: {exc}")
+    return create_engine(base.rsplit("/", 1)[0] + "/" + name), admin, name
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        yield MessageStore(durable_sqlite_engine(f"sqlite:///{tmp_path}/hl7.db"))
+        return
+    engine, admin, name = pg_engine()
+    yield MessageStore(engine)
+    engine.dispose()
+    with admin.connect() as c:
+        c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+def test_raw_is_persisted_before_the_fhir_write_and_aa_after(store, writer):
+    seen = []
+    writer.on_call = lambda bundle: seen.append(store.search(limit=5))
+    p = Hl7Pipeline(store, writer)
+    r = p.ingest(adt("c1"), "test")
+    assert [m.status for m in seen[0]] == ["received"]  # durable before processing
+    assert r.status == "processed" and ack_code(r.acks[0]) == "AA"
+    msa = parse_er7(r.acks[0].decode()).first("MSA")
+    assert msa.get(2) == "c1"  # MSA-2 echoes MSH-10
+    ack_msh = parse_er7(r.acks[0].decode()).msh
+    assert (ack_msh.get(5), ack_msh.get(6), ack_msh.get(9, 1), ack_msh.get(12)) == ("ADM", "HOSP", "ACK", "2.5.1")
+    stored = store.get(r.message_id)
+    assert stored.raw == adt("c1") and stored.control_id == "c1" and stored.message_type == "ADT^A01"
+    assert stored.resources == r.resources and any(x.startswith("Patient/") for x in stored.resources)
+
+
+def test_duplicate_control_id_from_same_sender_is_not_applied_twice(store, writer):
+    p = Hl7Pipeline(store, writer)
+    first = p.ingest(adt("dup"), "a")
+    again = p.ingest(adt("dup"), "b")
+    assert len(writer.bundles) == 1
+    assert again.status == "duplicate" and again.duplicate_of == first.message_id
+    assert again.acks == [store.get(first.message_id).ack]
+    other_sender = p.ingest(adt("dup").replace(b"|ADM|", b"|OTHER|"), "c")
+    assert other_sender.status == "processed" and len(writer.bundles) == 2
+    assert store.counts()["duplicate"] == 1
+
+
+def test_garbage_is_rejected_and_kept(store, writer):
+    r = Hl7Pipeline(store, writer).ingest(b"hello world", "t")
+    assert r.ack_code == "AR" and r.status == "rejected"
+    err = parse_er7(r.acks[0].decode()).first("ERR")
+    assert err.get(3, 1) == "100" and err.get(3, 3) == "HL70357"
+    assert store.get(r.message_id).raw == b"hello world"
+
+
+def test_unsupported_message_type_is_ar_with_err_200(store, writer):
+    raw = b"MSH|^~\\&|A|B|C|D|20240101||QRY^Q01|q1|P|2.5\rQRD|x\r"
+    r = Hl7Pipeline(store, writer).ingest(raw, "t")
+    assert r.ack_code == "AR"
+    assert parse_er7(r.acks[0].decode()).first("ERR").get(3, 1) == "200"
+
+
+def test_mapping_error_is_ae_with_location_then_replay_after_fix(store, writer):
+    p = Hl7Pipeline(store, writer)
+    bad = adt("m1").replace(b"19800101", b"1980-01-01")
+    r = p.ingest(bad, "t")
+    assert r.ack_code == "AE" and r.status == "error"
+    err = parse_er7(r.acks[0].decode()).first("ERR")
+    assert (err.get(2, 1), err.get(2, 3), err.get(3, 1)) == ("PID", "7", "102")
+    assert store.get(r.message_id).outcome["location"] == "PID^1^7"
+    # The same message re-sent gets the original AE back, not a second attempt.
+    assert p.ingest(bad, "t").acks[0] == store.get(r.message_id).ack
+    assert writer.bundles == []
+
+
+def test_fhir_rejection_is_ae_and_replay_applies_it(store, writer):
+    p = Hl7Pipeline(store, writer)
+    writer.fail_with = unprocessable("Patient.birthDate invalid")
+    r = p.ingest(adt("f1"), "t")
+    assert r.ack_code == "AE"
+    assert store.get(r.message_id).outcome["status"] == 422
+    writer.fail_with = None
+    ids = list(store.iter_ids(status="error"))
+    assert ids == [r.message_id]
+    again = p.replay(r.message_id)
+    assert again.ack_code == "AA" and store.get(r.message_id).status == "processed"
+    assert store.get(r.message_id).attempts == 2
+
+
+def test_enhanced_mode_commit_ack_then_application_ack(store, writer):
+    p = Hl7Pipeline(store, writer)
+    commits = []
+    r = p.ingest(adt("e1", ack="|||AL|AL"), "t", on_commit=commits.append)
+    assert [ack_code(a) for a in commits] == ["CA"] and [ack_code(a) for a in r.acks] == ["AA"]
+    r2 = p.ingest(adt("e2", ack="|||AL|NE"), "t")
+    assert [ack_code(a) for a in r2.acks] == ["CA"]  # NE: no application ACK
+    r3 = p.ingest(adt("e3", ack="|||NE|ER"), "t")
+    assert r3.acks == []  # success and the sender asked for errors only
+
+
+def test_crashed_message_is_retried_not_duplicated(store, writer):
+    # A copy stored as "received" (the process died before finishing) is processed when re-sent.
+    from interfaces.parsing import parse
+
+    _, header = parse(adt("k1"))
+    orphan = store.insert(adt("k1"), source="t", status="received", header=header)
+    r = Hl7Pipeline(store, writer).ingest(adt("k1"), "t")
+    assert r.message_id == orphan and r.ack_code == "AA"
+    assert store.counts()["processed"] == 1 and sum(store.counts().values()) == 1
+
+
+def test_search_filters(store, writer):
+    p = Hl7Pipeline(store, writer)
+    p.ingest(adt("s1"), "t")
+    p.ingest(b"junk", "t")
+    assert [m.control_id for m in store.search(status="processed")] == ["s1"]
+    assert [m.status for m in store.search(message_type="ADT")] == ["processed"]
+    assert len(store.search(sender="HOSP")) == 1
