@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from dateutil import parser as dateparser
@@ -51,6 +52,12 @@ _INACTIVE = frozenset({"resolved", "inactive", "remission", "refuted", "entered-
 def _when(value: str | None) -> datetime | None:
     if not value:
         return None
+    return _parse_when(value)
+
+
+@lru_cache(maxsize=1 << 16)
+def _parse_when(value: str) -> datetime | None:
+    """Parsing dominates feature time (the same dates recur across a history); cached."""
     try:
         dt = dateparser.isoparse(value)
     except (ValueError, OverflowError):

@@ -8,6 +8,7 @@ The dedup key is (MSH-3, MSH-4, MSH-10); see docs/hl7v2.md for the rule.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import OperationalError
 
 metadata = MetaData()
 
@@ -167,7 +169,14 @@ def durable_sqlite_engine(url: str) -> Engine:
 class MessageStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        for attempt in range(20):  # another package may hold the SQLite write lock during app start-up
+            try:
+                metadata.create_all(engine)
+                break
+            except OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 19:
+                    raise
+                time.sleep(0.25)
 
     def insert(
         self,

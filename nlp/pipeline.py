@@ -200,7 +200,9 @@ class ClinicalNlp:
             concept_id=concept.id, concept=concept.display, category=category, codes=concept.codes,
             text=ent.text, start=ent.start_char, end=ent.end_char,
             sentence_start=sent.start_char, sentence_end=sent.end_char, section=section,
-            family_member=family_member, modifiers=modifiers, **flags,
+            family_member=family_member, modifiers=modifiers, negated=flags["negated"],
+            historical=flags["historical"], hypothetical=flags["hypothetical"], family=flags["family"],
+            uncertain=flags["uncertain"],
         )
 
     @staticmethod

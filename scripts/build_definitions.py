@@ -7,7 +7,8 @@ the shipped copy matches what this script produces):
 - ``types.json.gz``: for every base resource and datatype (specializations, so
   no profiles) its element paths in snapshot order with types, cardinality,
   isSummary/isModifier, binding, contentReference, and the regex of primitives.
-- ``extensions.json.gz``: each core extension's context and allowed value types.
+- ``extensions.json.gz``: each core extension's context and allowed value types,
+  and the type/base of each core SearchParameter (to check ``derivedFrom``).
 - ``valuesets.json.gz``: the codes of every required-binding value set that is
   closed and expandable from the package alone (explicit concept lists, whole
   complete CodeSystems, and included value sets); others are left out and
@@ -169,16 +170,24 @@ def build_extensions(sds: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def build_search_params(sps: list[dict[str, Any]]) -> dict[str, Any]:
+    """Type and base of each core SearchParameter (for derivedFrom and CapabilityStatement checks)."""
+    return {sp["url"]: {"type": sp.get("type"), "base": sorted(sp.get("base", []))}
+            for sp in sorted(sps, key=lambda d: str(d["url"]))}
+
+
 def build(package: str | Path | None = None) -> dict[str, Any]:
     """Return {file name: JSON document} for everything under ``definitions/data``."""
     pkg = package or shared_package("hl7.fhir.r4.examples")
     if pkg is None:
         raise SystemExit("hl7.fhir.r4.examples package not found (expected in ../shared/fhir-packages)")
-    sds, valuesets, codesystems = [], {}, {}
-    for res in iter_resources(pkg, {"StructureDefinition", "ValueSet", "CodeSystem"}):
+    sds, sps, valuesets, codesystems = [], [], {}, {}
+    for res in iter_resources(pkg, {"StructureDefinition", "ValueSet", "CodeSystem", "SearchParameter"}):
         rt = res["resourceType"]
         if rt == "StructureDefinition":
             sds.append(res)
+        elif rt == "SearchParameter":
+            sps.append(res)
         elif rt == "ValueSet":
             valuesets[res["url"]] = res
         else:
@@ -186,7 +195,8 @@ def build(package: str | Path | None = None) -> dict[str, Any]:
     types = build_types(sds)
     return {
         "types.json.gz": {"fhirVersion": "4.0.1", "types": types},
-        "extensions.json.gz": {"fhirVersion": "4.0.1", "extensions": build_extensions(sds)},
+        "extensions.json.gz": {"fhirVersion": "4.0.1", "extensions": build_extensions(sds),
+                               "searchParameters": build_search_params(sps)},
         "valuesets.json.gz": {"fhirVersion": "4.0.1",
                               "valuesets": build_valuesets(types, valuesets, codesystems)},
     }

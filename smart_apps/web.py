@@ -62,6 +62,36 @@ def _patient_lookup(client: Any) -> PatientLookup:
     return lookup
 
 
+def _add_security(cs: dict[str, Any]) -> None:
+    from smart_apps.capability import security_component
+
+    base = cs.get("implementation", {}).get("url", "")
+    for rest in cs.get("rest", []):
+        rest["security"] = security_component(base)
+
+
+def _authenticator(smart: SmartAuthServer, fhir_path: str) -> Any:
+    """Bearer tokens for the FHIR API; ``GET /metadata`` stays public (SMART discovery needs it)
+    and gets an empty-scope context that may do nothing else."""
+    from flask import has_request_context, request
+
+    from fhir_server.model import RequestContext
+
+    metadata = fhir_path.rstrip("/") + "/metadata"
+
+    def authenticate(headers: Any) -> RequestContext:
+        if (
+            has_request_context()
+            and request.method in ("GET", "HEAD")
+            and request.path.rstrip("/") == metadata
+            and not headers.get("Authorization")
+        ):
+            return RequestContext(scopes=frozenset())
+        return smart.authenticate(headers)
+
+    return authenticate
+
+
 def init_app(app: Flask, services: Any) -> None:
     settings = services.settings
     store = SmartStore(services.engine)
@@ -73,12 +103,11 @@ def init_app(app: Flask, services: Any) -> None:
         services.client.create(event)
 
     smart = install(app, store, config, Auditor(sink), _patient_lookup(services.client))
+    services.router.capability_extras.append(_add_security)
     if settings.auth:
-        services.authenticator = smart.authenticate
+        services.authenticator = _authenticator(smart, config.fhir_path)
     else:
-        log.warning(
-            "DIGITALFRONT_AUTH=off: the FHIR API accepts requests WITHOUT authorization (development only)"
-        )
+        log.warning("DIGITALFRONT_AUTH=off: the FHIR API accepts requests WITHOUT authorization (development only)")
     try:
         from fhir_server.operations.export import register as register_export
     except ImportError:

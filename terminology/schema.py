@@ -151,26 +151,29 @@ package = Table(
 # INSERT ... SELECT join at the end so the importer never holds a code->seq map.
 stage_edge = Table(
     "tx_stage_edge", metadata,
-    Column("cs_id", Integer, nullable=False, index=True),
+    Column("cs_id", Integer, nullable=False),
     Column("child_code", String(256), nullable=False),
     Column("parent_code", String(256), nullable=False),
+    Index("ix_tx_stage_edge", "cs_id", "child_code"),
 )
 
 stage_designation = Table(
     "tx_stage_designation", metadata,
-    Column("cs_id", Integer, nullable=False, index=True),
+    Column("cs_id", Integer, nullable=False),
     Column("code", String(256), nullable=False),
     Column("language", String(32)),
     Column("use_system", String(512)),
     Column("use_code", String(128)),
     Column("value", Text, nullable=False),
+    Index("ix_tx_stage_designation", "cs_id", "code"),
 )
 
 stage_property = Table(
     "tx_stage_property", metadata,
-    Column("cs_id", Integer, nullable=False, index=True),
+    Column("cs_id", Integer, nullable=False),
     Column("code", String(256), nullable=False),
     Column("prop", String(128), nullable=False),
     Column("value_type", String(16), nullable=False),
     Column("value", Text, nullable=False),
+    Index("ix_tx_stage_property", "cs_id", "code", "prop"),
 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -70,7 +71,7 @@ def notes(data: PrefetchData, now: datetime) -> list[tuple[JsonDict, str]]:
 def _covered(mention: Any, conditions: list[JsonDict]) -> bool:
     codes = {(c.system, c.code) for c in mention.codes}
     bare = {c.code for c in mention.codes}
-    words = mention.concept.lower()
+    phrases = [re.compile(r"\b" + re.escape(w.lower()) + r"\b") for w in {mention.concept, mention.text} if w]
     for cond in conditions:
         verification = {c.get("code") for c in codings(cond.get("verificationStatus"))}
         if verification & {"refuted", "entered-in-error"}:
@@ -78,7 +79,9 @@ def _covered(mention: Any, conditions: list[JsonDict]) -> bool:
         for c in codings(cond.get("code")):
             if (c.get("system"), c.get("code")) in codes or c.get("code") in bare:
                 return True
-        if words and words in concept_text(cond.get("code")).lower():
+        text = " ".join([concept_text(cond.get("code"))] + [str(c.get("display") or "")
+                                                             for c in codings(cond.get("code"))]).lower()
+        if any(p.search(text) for p in phrases):
             return True
     return False
 

@@ -101,8 +101,10 @@ class TypeModel:
     """Lookup of nodes by path, built once from the shipped extract."""
 
     def __init__(self, doc: dict[str, Any], valuesets: dict[str, dict[str, list[str]]],
-                 extensions: dict[str, Any] | None = None) -> None:
+                 extensions: dict[str, Any] | None = None,
+                 search_params: dict[str, dict[str, Any]] | None = None) -> None:
         self.types: dict[str, TypeInfo] = {}
+        self.search_params: dict[str, dict[str, Any]] = search_params or {}
         self.extensions: dict[str, ExtensionDef] = {
             url: ExtensionDef(url, frozenset(c.split(":", 1)[1] for c in e["context"]), tuple(e["types"]),
                               bool(e["modifier"]))
@@ -176,8 +178,9 @@ def _load(name: str) -> Any:
 @cache
 def get_model() -> TypeModel:
     """The process-wide R4 model (immutable after load, safe to share across threads)."""
-    return TypeModel(_load("types.json.gz"), _load("valuesets.json.gz")["valuesets"],
-                     _load("extensions.json.gz")["extensions"])
+    ext = _load("extensions.json.gz")
+    return TypeModel(_load("types.json.gz"), _load("valuesets.json.gz")["valuesets"], ext["extensions"],
+                     ext["searchParameters"])
 
 
 __all__ = ["ElementDef", "ExtensionDef", "Node", "TypeInfo", "TypeModel", "get_model"]

@@ -280,10 +280,33 @@ def _questionnaire(w: Walker, res: dict[str, Any], path: str) -> None:
 
 
 def search_parameter(w: Walker, res: dict[str, Any], path: str) -> None:
+    derived = res.get("derivedFrom")
+    parent = w.model.search_params.get(derived.split("|", 1)[0]) if isinstance(derived, str) else None
+    if parent is not None:
+        if res.get("type") != parent["type"]:
+            w.rule(f"{path}.type", f"The type {res.get('type')} is different to the type {parent['type']} in "
+                                   f"the derivedFrom SearchParameter {derived}")
+        for base in res.get("base") or []:
+            if base not in parent["base"]:
+                w.rule(f"{path}.base", f"The resource type {base} is not listed as a base in the "
+                                       f"SearchParameter this is derived from ({derived})")
     components = res.get("component")
     if res.get("type") == "composite" and not (isinstance(components, list) and len(components) >= 2):
         w.rule(path, "When the SearchParameter has a type of 'composite', then the SearchParameter must "
                       "define two or more components", "invariant")
+
+
+def capability_statement(w: Walker, res: dict[str, Any], path: str) -> None:
+    for r, rest in enumerate(res.get("rest") or []):
+        for t, rdef in enumerate(rest.get("resource") or [] if isinstance(rest, dict) else []):
+            for s, sp in enumerate(rdef.get("searchParam") or [] if isinstance(rdef, dict) else []):
+                if not isinstance(sp, dict) or not isinstance(sp.get("definition"), str):
+                    continue
+                known = w.model.search_params.get(sp["definition"].split("|", 1)[0])
+                if known is not None and sp.get("type") != known["type"]:
+                    w.rule(f"{path}.rest[{r}].resource[{t}].searchParam[{s}]",
+                           f"Type mismatch - SearchParameter '{sp['definition']}' type is {known['type']}, "
+                           f"but type here is {sp.get('type')}")
 
 
 def _both(first: Rule, second: Rule) -> Rule:
@@ -309,6 +332,7 @@ def type_rules(resource_types: list[str]) -> dict[str, Rule]:
     rules["Questionnaire"] = _with_domain(_questionnaire)
     rules["RiskAssessment"] = _with_domain(risk_assessment)
     rules["SearchParameter"] = _with_domain(search_parameter)
+    rules["CapabilityStatement"] = _with_domain(capability_statement)
     rules.update({"Attachment": attachment, "Period": period, "Coding": coding, "Quantity": quantity,
                   "Extension": extension})
     for q in ("Age", "Count", "Distance", "Duration", "MoneyQuantity", "SimpleQuantity"):

@@ -21,6 +21,7 @@ from terminology.schema import (
     concept,
     concept_property,
     designation,
+    metadata,
     parent,
     stage_designation,
     stage_edge,
@@ -52,6 +53,7 @@ class CodeSystemWriter:
         self.counts = {"concepts": 0, "relations": 0, "designations": 0, "properties": 0}
 
     def __enter__(self) -> CodeSystemWriter:
+        metadata.create_all(self.engine)
         self._conn = self.engine.connect()
         self._tx = self._conn.begin()
         self.cs_id = store.create_code_system_row(self._conn, self.header)

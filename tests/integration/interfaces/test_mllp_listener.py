@@ -9,13 +9,13 @@ import time
 
 import hl7.client
 import pytest
-from hl7_testkit import RecordingWriter, ig_messages
 
 from interfaces.client import MllpClient, ack_code, split_batch
 from interfaces.framing import FS, VT, frame
 from interfaces.mllp import start_pipeline_listener, tls_context
 from interfaces.pipeline import Hl7Pipeline
 from interfaces.store import MessageStore, durable_sqlite_engine
+from tests.unit.interfaces.hl7_testkit import RecordingWriter, ig_messages
 
 MSG = ("MSH|^~\\&|LAB|HOSP|DF|DF|20240101120000||ORU^R01^ORU_R01|{cid}|P|2.5.1\r"
        "PID|1||{mrn}^^^HOSP&1.2.3&ISO^MR||Doe^Jane||19800101|F\r"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from hl7_testkit import ig_messages
 from sqlalchemy import create_engine, text
 
 from interfaces.service import pipeline_for
+from tests.unit.interfaces.hl7_testkit import ig_messages
 
 ADT = ("MSH|^~\\&|ADM|HOSP|DF|DF|20240101120000||ADT^{event}|{cid}|P|2.5.1\r"
        "EVN|{event}|20240101120000\r"

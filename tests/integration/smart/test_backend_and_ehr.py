@@ -10,7 +10,8 @@ import pytest
 import requests
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
-from smart_flow import authorize_params, exchange, login_and_consent, parse, pkce
+
+from tests.integration.smart.smart_flow import authorize_params, exchange, login_and_consent, parse, pkce
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 

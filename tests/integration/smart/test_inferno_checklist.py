@@ -6,7 +6,7 @@ import requests
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from smart_flow import authorize_params, exchange, login_and_consent, pkce, redirect_query
+from tests.integration.smart.smart_flow import authorize_params, exchange, login_and_consent, pkce, redirect_query
 
 SCOPE = "openid fhirUser launch/patient offline_access patient/*.rs"
 
@@ -197,7 +197,7 @@ def test_wrong_password_and_audit_trail(smart_server):
     _, challenge = pkce()
     params = authorize_params(smart_server, smart_server.public_client, SCOPE, challenge)
     s = requests.Session()
-    from smart_flow import parse
+    from tests.integration.smart.smart_flow import parse
 
     page = parse(s.get(smart_server.url + "/oauth/authorize", params=params).text)
     r = s.post(smart_server.url + "/oauth/authorize", data=page.fields + [("username", "pat"), ("password", "no")],

@@ -5,7 +5,8 @@ from __future__ import annotations
 from fhirclient import client
 from fhirclient.models.observation import Observation
 from fhirclient.models.patient import Patient
-from smart_flow import login_and_consent
+
+from tests.integration.smart.smart_flow import login_and_consent
 
 
 def test_python_fhirclient_standalone_launch(smart_server):

@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cds_memfhir import MemoryClient, MemoryFhir
 from flask import Flask
 from sqlalchemy import create_engine
 
 from cds_hooks.client_jwt import public_jwks, sign
 from cds_hooks.web import init_app
 from digitalfront.config import Settings
+from tests.unit.cds_hooks.cds_memfhir import MemoryClient, MemoryFhir
 
 CORPUS = Path(__file__).resolve().parents[3].parent / "shared" / "corpora" / "fhir-test-cases" / "cdshooks"
 ISS = "https://ehr.example.org"

@@ -5,11 +5,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cds_memfhir import ServerThread
-from cds_testutil import CdsApp
 from flask import Flask
 
 from cds_hooks.client_jwt import generate_key
+from tests.unit.cds_hooks.cds_memfhir import ServerThread
+from tests.unit.cds_hooks.cds_testutil import CdsApp
 
 
 @pytest.fixture(scope="session")

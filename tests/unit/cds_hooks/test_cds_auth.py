@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 import pytest
-from cds_testutil import ISS
 from flask import Flask, jsonify
 from joserfc import jwt
 from joserfc.jwk import OctKey
@@ -16,6 +15,7 @@ from joserfc.jwk import OctKey
 from cds_hooks.auth import ClientAuthenticator, JwksCache, TrustedClient
 from cds_hooks.client_jwt import generate_key, public_jwks, sign
 from cds_hooks.errors import AuthError
+from tests.unit.cds_hooks.cds_testutil import ISS
 
 AUD = "http://localhost/cds-services"
 

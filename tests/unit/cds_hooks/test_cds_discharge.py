@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from cds_testutil import hook_request, iso
-
 from cds_hooks.cards import check_response
+from tests.unit.cds_hooks.cds_testutil import hook_request, iso
 
 URL = "/cds-services/discharge-readiness"
 CAT = "http://terminology.hl7.org/CodeSystem/medicationrequest-category"

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import pytest
-from cds_memfhir import fhir_http_app
-from cds_testutil import CORPUS, corpus, hook_request
 
 from cds_hooks.cards import CdsResponse, check_discovery, check_response
 from cds_hooks.errors import CdsError
 from cds_hooks.prefetch import PrefetchData, render
 from cds_hooks.registry import CdsService, ServiceEnv, discover
 from cds_hooks.validation import validate_request
+from tests.unit.cds_hooks.cds_memfhir import fhir_http_app
+from tests.unit.cds_hooks.cds_testutil import CORPUS, corpus, hook_request
 
 
 class Echo(CdsService):

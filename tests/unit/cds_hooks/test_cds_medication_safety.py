@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from cds_testutil import hook_request
-
 from cds_hooks.cards import check_response
 from cds_hooks.medknowledge import knowledge
+from tests.unit.cds_hooks.cds_testutil import hook_request
 
 RX = "http://www.nlm.nih.gov/research/umls/rxnorm"
 

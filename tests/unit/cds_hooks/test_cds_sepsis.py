@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from cds_testutil import hook_request, iso
-
 from cds_hooks.cards import check_response
 from cds_hooks.services.sepsis_early_warning import Reading, news2, qsofa
+from tests.unit.cds_hooks.cds_testutil import hook_request, iso
 
 URL = "/cds-services/sepsis-early-warning"
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from hl7_testkit import RecordingWriter, ig_messages
+
+from tests.unit.interfaces.hl7_testkit import RecordingWriter, ig_messages
 
 
 @pytest.fixture(scope="session")

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import defusedxml.ElementTree as ET
 import pytest
 
 from interfaces.mapping import map_to_bundle
 from interfaces.parsing import parse
-
-from pathlib import Path
 
 IG = Path(__file__).resolve().parents[3].parent / "shared" / "corpora" / "v2-to-fhir"
 

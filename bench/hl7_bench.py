@@ -1,0 +1,153 @@
+"""HL7v2 MLLP ingest benchmark: messages/s and p99 ACK latency, end to end to the ACK after commit.
+
+Baseline in the same run: the same asyncio listener answering AA without any processing.
+The client runs in a separate process (multiprocessing) over N connections.
+
+    .venv/bin/python bench/hl7_bench.py [--quick] [--messages 600] [--connections 2] [--postgres URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from interfaces.ack import build_ack  # noqa: E402
+from interfaces.client import MllpClient, ack_code  # noqa: E402
+from interfaces.mllp import ListenerHandle, MllpServer  # noqa: E402
+from interfaces.parsing import parse  # noqa: E402
+from interfaces.pipeline import IngestResult  # noqa: E402
+
+
+def make_messages(n: int, seed: int = 7) -> list[bytes]:
+    """A realistic mix: half ADT (A01/A08), half ORU with 10-30 OBX each, 50 patients."""
+    rnd = random.Random(seed)
+    out = []
+    run = uuid.uuid4().hex[:6]
+    for i in range(n):
+        mrn = 1000 + rnd.randrange(50)
+        head = (f"MSH|^~\\&|BENCH|HOSP|DF|DF|20240101120000||{{t}}|{run}-{i}|P|2.5.1\r"
+                f"PID|1||{mrn}^^^HOSP&1.2.3&ISO^MR||Doe{mrn}^Jane^Q||19800101|F|||1 Main St^^Town^MI^48000||"
+                f"^PRN^PH^^1^555^5551234\r")
+        if i % 2 == 0:
+            ev = "A01" if rnd.random() < 0.5 else "A08"
+            body = (f"EVN|{ev}|20240101120000\r"
+                    f"PV1|1|I|W1^{mrn % 20}^1||||123^Who^Doc^^^^^^HOSP&1.2.3&ISO||||||||||||V{mrn}^^^HOSP&1.2.3&ISO^VN"
+                    f"|||||||||||||||||||||||||20240101110000\r")
+            out.append((head.format(t=f"ADT^{ev}^ADT_A01") + body).encode())
+        else:
+            obx = "".join(f"OBX|{k}|NM|{2000 + k}-1^Analyte {k}^LN||{rnd.uniform(1, 200):.1f}|mg/dL^mg/dL^UCUM|"
+                          f"10-150|{'H' if k % 7 == 0 else 'N'}|||F|||20240101110000\r"
+                          for k in range(1, rnd.randint(10, 30) + 1))
+            body = f"OBR|1|P{run}{i}^LAB|F{run}{i}^LAB|24323-8^Panel^LN|||20240101110000||||||||||||||||F\r" + obx
+            out.append((head.format(t="ORU^R01^ORU_R01") + body).encode())
+    return out
+
+
+def client_proc(port: int, messages: list[bytes], q: mp.Queue) -> None:
+    lat = []
+    codes: dict[str, int] = {}
+    with MllpClient("127.0.0.1", port, timeout=120) as c:
+        for m in messages:
+            t0 = time.perf_counter()
+            ack = c.send(m)[0]
+            lat.append(time.perf_counter() - t0)
+            code = ack_code(ack)
+            codes[code] = codes.get(code, 0) + 1
+    q.put((lat, codes))
+
+
+def drive(port: int, messages: list[bytes], connections: int) -> dict[str, float | dict[str, int]]:
+    q: mp.Queue = mp.Queue()
+    chunks = [messages[i::connections] for i in range(connections)]
+    procs = [mp.Process(target=client_proc, args=(port, ch, q)) for ch in chunks]
+    t0 = time.perf_counter()
+    for p in procs:
+        p.start()
+    results = [q.get() for _ in procs]
+    wall = time.perf_counter() - t0
+    for p in procs:
+        p.join()
+    lat = sorted(x for r in results for x in r[0])
+    codes: dict[str, int] = {}
+    for r in results:
+        for k, v in r[1].items():
+            codes[k] = codes.get(k, 0) + v
+    return {"msgs_per_s": len(lat) / wall, "p50_ms": statistics.median(lat) * 1000,
+            "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000, "codes": codes}
+
+
+def baseline_handler(raw: bytes, source: str, on_commit: object = None) -> IngestResult:
+    _, h = parse(raw)
+    return IngestResult(0, "processed", "AA", [build_ack(h, "AA")])
+
+
+def run_listener(handler, messages: list[bytes], connections: int) -> dict:
+    handle = ListenerHandle(MllpServer(handler, host="127.0.0.1", port=0))
+    try:
+        return drive(handle.port, messages, connections)
+    finally:
+        handle.stop()
+
+
+def full(db_url: str, messages: list[bytes], connections: int) -> dict:
+    from digitalfront.app import build_services
+    from digitalfront.config import Settings
+    from interfaces.service import pipeline_for
+
+    services = build_services(Settings(database_url=db_url, auth=False))
+    pipeline = pipeline_for(services)
+    warm = make_messages(10, seed=1)
+    for m in warm:
+        pipeline.ingest(m, "warmup")
+    return run_listener(pipeline.ingest, messages, connections)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--messages", type=int, default=600)
+    ap.add_argument("--connections", type=int, default=2)
+    ap.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    args = ap.parse_args()
+    n = 100 if args.quick else args.messages
+    msgs = make_messages(n)
+    rows = []
+    base = run_listener(baseline_handler, msgs, args.connections)
+    rows.append(("baseline: AA without processing", base))
+    with tempfile.TemporaryDirectory() as tmp:
+        rows.append(("SQLite (WAL), full pipeline", full(f"sqlite:///{tmp}/bench.db", msgs, args.connections)))
+    try:
+        from sqlalchemy import create_engine, text
+
+        name = f"hl7bench_{uuid.uuid4().hex[:8]}"
+        admin = create_engine(args.postgres, isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(text(f"CREATE DATABASE {name}"))
+        try:
+            rows.append(("PostgreSQL, full pipeline",
+                         full(args.postgres.rsplit("/", 1)[0] + "/" + name, make_messages(n, seed=8),
+                              args.connections)))
+        finally:
+            with admin.connect() as c:
+                c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    except Exception as exc:  # noqa: BLE001
+        print(f"PostgreSQL skipped: {exc}", file=sys.stderr)
+    print(f"{n} messages (ADT + ORU with 10-30 OBX), {args.connections} client connections in separate processes")
+    print(f"{'run':38} {'msg/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'vs baseline':>12}  acks")
+    for name, r in rows:
+        print(f"{name:38} {r['msgs_per_s']:8.1f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} "
+              f"{r['msgs_per_s'] / base['msgs_per_s']:11.3f}x  {r['codes']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,45 @@
+"""POST /hl7v2 and the message-store endpoints over a real WSGI server (lead's live_server fixture)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+from interfaces.client import ack_code
+from tests.unit.interfaces.hl7_testkit import ig_messages
+
+
+def call(url: str, data: bytes | None = None, ctype: str = "x-application/hl7-v2+er7") -> tuple[int, bytes]:
+    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET",
+                                 headers={"Content-Type": ctype} if data is not None else {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_post_hl7v2_then_list_and_link_resources(live_server):
+    msg = ig_messages()["MDM_T02"].encode()
+    status, body = call(live_server.url + "/hl7v2", msg)
+    assert status == 200 and ack_code(body) == "AA"
+    status, body = call(live_server.url + "/hl7v2/messages?status=processed&type=MDM")
+    listed = json.loads(body)["messages"]
+    assert status == 200 and len(listed) == 1
+    doc = next(r for r in listed[0]["resources"] if r["reference"].startswith("DocumentReference/"))
+    status, body = call(doc["url"])
+    assert status == 200 and json.loads(body)["resourceType"] == "DocumentReference"
+    status, body = call(live_server.url + "/hl7v2/metrics")
+    assert b'digitalfront_hl7v2_messages{status="processed"} 1' in body
+
+
+def test_bad_requests_are_operation_outcomes(live_server):
+    status, body = call(live_server.url + "/hl7v2", b"{}", ctype="application/json")
+    assert status == 415 and json.loads(body)["resourceType"] == "OperationOutcome"
+    status, body = call(live_server.url + "/hl7v2/messages?since=yesterday")
+    assert status == 400 and json.loads(body)["resourceType"] == "OperationOutcome"
+    status, body = call(live_server.url + "/hl7v2/messages/999999")
+    assert status == 404
+    status, body = call(live_server.url + "/hl7v2", b"not hl7")
+    assert status == 400 and ack_code(body) == "AR"

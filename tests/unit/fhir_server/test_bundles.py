@@ -1,0 +1,107 @@
+"""batch and transaction Bundles: placeholders, conditional references, order, atomicity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_server.model import FhirRequest
+
+
+def post_bundle(svc: Any, bundle: dict) -> Any:
+    return svc.router.handle(FhirRequest("POST", "", resource=bundle))
+
+
+def test_transaction_resolves_placeholders_everywhere(services: Any) -> None:
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0",
+         "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "weight"},
+                      "subject": {"reference": "urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a"},
+                      "text": {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml">'
+                               '<a href="urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a">patient</a></div>'}},
+         "request": {"method": "POST", "url": "Observation"}},
+        {"fullUrl": "urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a",
+         "resource": {"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "42"}]},
+         "request": {"method": "POST", "url": "Patient", "ifNoneExist": "identifier=urn:mrn|42"}},
+    ]}
+    resp = post_bundle(services, bundle)
+    assert resp.status == 200, resp.resource
+    out = resp.resource
+    assert out["type"] == "transaction-response"
+    obs_loc, pat_loc = (e["response"]["location"] for e in out["entry"])
+    assert [e["response"]["status"] for e in out["entry"]] == ["201 Created", "201 Created"]
+    pid = pat_loc.split("/Patient/")[1].split("/")[0]
+    oid = obs_loc.split("/Observation/")[1].split("/")[0]
+    obs = services.router.handle(FhirRequest("GET", f"Observation/{oid}")).resource
+    assert obs["subject"]["reference"] == f"Patient/{pid}"
+    assert f'href="Patient/{pid}"' in obs["text"]["div"]
+
+    # the same bundle again: ifNoneExist finds the patient, the observation points at the existing one
+    again = post_bundle(services, bundle).resource
+    assert again["entry"][1]["response"]["status"] == "200 OK"
+    obs2_id = again["entry"][0]["response"]["location"].split("/Observation/")[1].split("/")[0]
+    obs2 = services.router.handle(FhirRequest("GET", f"Observation/{obs2_id}")).resource
+    assert obs2["subject"]["reference"] == f"Patient/{pid}"
+
+
+def test_transaction_conditional_reference_and_atomicity(services: Any) -> None:
+    services.router.handle(FhirRequest("POST", "Patient", resource={
+        "resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "7"}]}))
+    ok = post_bundle(services, {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Encounter", "status": "finished",
+                      "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                      "subject": {"reference": "Patient?identifier=urn:mrn|7"}},
+         "request": {"method": "POST", "url": "Encounter"}}]})
+    assert ok.status == 200
+    before = services.repo.count_by_type()
+    bad = post_bundle(services, {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Patient", "name": [{"family": "Ok"}]},
+         "request": {"method": "POST", "url": "Patient"}},
+        {"resource": {"resourceType": "Patient", "gender": "not-a-gender"},
+         "request": {"method": "POST", "url": "Patient"}}]})
+    assert bad.status in (400, 422)
+    assert bad.resource["resourceType"] == "OperationOutcome"
+    assert "entry[1]" in bad.resource["issue"][0]["diagnostics"]
+    assert services.repo.count_by_type() == before  # all or nothing
+    missing = post_bundle(services, {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Encounter", "status": "finished",
+                      "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                      "subject": {"reference": "Patient?identifier=urn:mrn|nobody"}},
+         "request": {"method": "POST", "url": "Encounter"}}]})
+    assert missing.status == 412
+
+
+def test_transaction_processing_order(services: Any) -> None:
+    services.router.handle(FhirRequest("PUT", "Patient/p1", resource={"resourceType": "Patient", "id": "p1"}))
+    resp = post_bundle(services, {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "GET", "url": "Patient/p2"}},
+        {"resource": {"resourceType": "Patient", "id": "p2", "active": True},
+         "request": {"method": "PUT", "url": "Patient/p2"}},
+        {"request": {"method": "DELETE", "url": "Patient/p1"}},
+    ]})
+    assert resp.status == 200, resp.resource
+    statuses = [e["response"]["status"] for e in resp.resource["entry"]]
+    assert statuses[0] == "200 OK"  # GET ran after the PUT
+    assert resp.resource["entry"][0]["resource"]["active"] is True
+    assert statuses[1] == "201 Created" and statuses[2] == "200 OK"
+
+
+def test_batch_reports_each_entry(services: Any) -> None:
+    resp = post_bundle(services, {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": {"resourceType": "Patient", "active": True}, "request": {"method": "POST", "url": "Patient"}},
+        {"request": {"method": "GET", "url": "Patient/does-not-exist"}},
+        {"resource": {"resourceType": "Patient", "gender": "bogus"}, "request": {"method": "POST", "url": "Patient"}},
+    ]})
+    assert resp.status == 200
+    entries = resp.resource["entry"]
+    assert entries[0]["response"]["status"] == "201 Created" and entries[0]["response"]["etag"] == 'W/"1"'
+    assert entries[1]["response"]["status"] == "404 Not Found"
+    assert entries[1]["response"]["outcome"]["resourceType"] == "OperationOutcome"
+    assert entries[2]["response"]["status"][:3] in ("400", "422")
+    assert services.repo.count_by_type() == {"Patient": 1}
+
+
+def test_bad_bundles(sqlite_services: Any) -> None:
+    assert post_bundle(sqlite_services, {"resourceType": "Patient"}).status == 400
+    assert post_bundle(sqlite_services, {"resourceType": "Bundle", "type": "collection"}).status == 400
+    assert post_bundle(sqlite_services, {"resourceType": "Bundle", "type": "batch",
+                                         "entry": [{"request": {"method": "FLY", "url": "x"}}]}).status == 400
