@@ -99,7 +99,8 @@ def main() -> None:
         ("ours nlp.pipe", run_pipe), ("ours 2 processes (incl. pool start)", run_mp)]}
     b = results["baseline medspacy (same rules)"]
     for name, secs in results.items():
-        print(f"{name:<38} {n / secs:8.1f} notes/s {n_sents / secs:9.1f} sentences/s  ratio vs baseline {b / secs:5.2f}")
+        print(f"{name:<38} {n / secs:8.1f} notes/s {n_sents / secs:9.1f} sentences/s  "
+              f"ratio vs baseline {b / secs:5.2f}")
     overhead = results["ours + FHIR mapping"] / results["ours"] - 1
     print(f"FHIR mapping overhead: {overhead * 100:.1f}% (target <= 15%)")
 

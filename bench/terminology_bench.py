@@ -100,7 +100,7 @@ def main() -> int:
         # 2. the SNOMED-shaped release
         rf2 = tmpd / "rf2"
         rf2.mkdir()
-        sizes = write_rf2(rf2, n)
+        write_rf2(rf2, n)
         engine = create_engine(f"sqlite:///{tmpd / 'sct.db'}")
         svc = TerminologyService(engine)
         t = time.perf_counter()

@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ class _OnnxRunner:
         self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
     def run(self, outputs: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return [np.asarray(a) for a in self.session.run(outputs, feeds)]
+        return self.session.run(outputs, feeds)  # type: ignore[no-any-return]
 
 
 class _PythonRunner:
@@ -69,36 +70,60 @@ class _PythonRunner:
         return [got[o] for o in outputs]
 
 
+class InputCheck:
+    """config.pbtxt's input contract, precomputed once per model (validation is on the hot path)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.model = config.name
+        self.max_batch = config.max_batch_size
+        self.specs: list[tuple[str, np.dtype[Any], tuple[int, ...], str]] = [
+            (t.name, np.dtype(t.numpy_dtype), t.dims, t.datatype) for t in config.inputs]
+        self.names = frozenset(t.name for t in config.inputs)
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if inputs.keys() != self.names:
+            unknown = set(inputs) - self.names
+            if unknown:
+                raise InvalidInput(f"model {self.model}: unexpected input(s) {sorted(unknown)}")
+            raise InvalidInput(f"model {self.model}: missing input(s) {sorted(self.names - set(inputs))}")
+        feeds: dict[str, np.ndarray] = {}
+        for name, want, dims, datatype in self.specs:
+            arr = inputs[name]
+            if not isinstance(arr, np.ndarray):
+                arr = np.asarray(arr)
+            if datatype == "BYTES":
+                arr = arr.astype(np.object_)
+            elif arr.dtype != want:
+                if not np.can_cast(arr.dtype, want, casting="same_kind"):
+                    raise InvalidInput(f"input {name}: dtype {arr.dtype} cannot become {datatype}")
+                arr = arr.astype(want)
+            shape = arr.shape
+            if self.max_batch > 0:
+                if len(shape) != len(dims) + 1:
+                    raise InvalidInput(f"input {name}: shape {list(shape)} must be [batch] + {list(dims)}")
+                if shape[0] < 1 or shape[0] > self.max_batch:
+                    raise InvalidInput(f"input {name}: batch {shape[0]} outside 1..{self.max_batch}")
+                shape = shape[1:]
+            if len(shape) != len(dims) or any(d != -1 and d != s for d, s in zip(dims, shape, strict=True)):
+                raise InvalidInput(f"input {name}: shape {list(arr.shape)} does not match dims {list(dims)}")
+            feeds[name] = arr
+        return feeds
+
+
 def validate_inputs(config: ModelConfig, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Check names, dtypes and shapes against config.pbtxt the way Triton does."""
-    expected = {t.name for t in config.inputs}
-    unknown = set(inputs) - expected
-    if unknown:
-        raise InvalidInput(f"model {config.name}: unexpected input(s) {sorted(unknown)}")
-    feeds: dict[str, np.ndarray] = {}
-    for spec in config.inputs:
-        if spec.name not in inputs:
-            raise InvalidInput(f"model {config.name}: missing input {spec.name!r}")
-        arr = np.asarray(inputs[spec.name])
-        want: np.dtype[Any] = np.dtype(spec.numpy_dtype)
-        if spec.datatype == "BYTES":
-            arr = arr.astype(np.object_)
-        elif arr.dtype != want:
-            if not np.can_cast(arr.dtype, want, casting="same_kind"):
-                raise InvalidInput(f"input {spec.name}: dtype {arr.dtype} cannot become {spec.datatype}")
-            arr = arr.astype(want)
-        shape = arr.shape
-        dims = spec.dims
-        if config.max_batch_size > 0:
-            if len(shape) != len(dims) + 1:
-                raise InvalidInput(f"input {spec.name}: shape {list(shape)} must be [batch] + {list(dims)}")
-            if shape[0] < 1 or shape[0] > config.max_batch_size:
-                raise InvalidInput(f"input {spec.name}: batch {shape[0]} outside 1..{config.max_batch_size}")
-            shape = shape[1:]
-        if len(shape) != len(dims) or any(d not in (-1, s) for d, s in zip(dims, shape, strict=True)):
-            raise InvalidInput(f"input {spec.name}: shape {list(arr.shape)} does not match dims {list(dims)}")
-        feeds[spec.name] = arr
-    return feeds
+    return InputCheck(config)(inputs)
+
+
+@dataclass
+class _Loaded:
+    runner: _OnnxRunner | _PythonRunner
+    check: InputCheck
+    outputs: list[str]
+    output_set: frozenset[str]
+    requests_key: metrics.Key
+    seconds_key: metrics.Key
+    errors_key: metrics.Key
 
 
 class InProcessClient:
@@ -111,6 +136,7 @@ class InProcessClient:
         self.registry = model_registry or registry(root or DEFAULT_ROOT)
         self.threads = threads or int(os.environ.get("DIGITALFRONT_INFERENCE_THREADS", "1"))
         self._runners: dict[tuple[str, int], _OnnxRunner | _PythonRunner] = {}
+        self._fast: dict[tuple[str, str | None], _Loaded] = {}
         self._lock = threading.Lock()
 
     def _info(self, model: str) -> ModelInfo:
@@ -142,26 +168,39 @@ class InProcessClient:
                     log.info("loaded model %s version %s in-process", info.name, v)
         return v, runner
 
+    def _loaded(self, model: str, version: str | None) -> _Loaded:
+        hit = self._fast.get((model, version))
+        if hit is not None:
+            return hit
+        info = self._info(model)
+        _, runner = self._runner(info, version)
+        outs = [t.name for t in info.config.outputs]
+        labels = {"backend": self.backend, "model": model}
+        loaded = _Loaded(runner, InputCheck(info.config), outs, frozenset(outs),
+                         metrics.key("inference_requests_total", **labels),
+                         metrics.key("inference_seconds_total", **labels),
+                         metrics.key("inference_errors_total", **labels))
+        self._fast[(model, version)] = loaded
+        return loaded
+
     def infer(self, model: str, inputs: dict[str, np.ndarray], version: str | None = None,
               outputs: list[str] | None = None) -> dict[str, np.ndarray]:
-        info = self._info(model)
-        feeds = validate_inputs(info.config, inputs)
-        names = outputs or [t.name for t in info.config.outputs]
-        unknown = set(names) - {t.name for t in info.config.outputs}
-        if unknown:
-            raise InvalidInput(f"model {model}: unknown output(s) {sorted(unknown)}")
-        _, runner = self._runner(info, version)
+        m = self._loaded(model, version)
+        feeds = m.check(inputs)
+        names = outputs or m.outputs
+        if outputs and not m.output_set.issuperset(outputs):
+            raise InvalidInput(f"model {model}: unknown output(s) {sorted(set(outputs) - m.output_set)}")
         t0 = time.perf_counter()
         try:
-            results = runner.run(names, feeds)
+            results = m.runner.run(names, feeds)
         except InferenceError:
-            metrics.inc("inference_errors_total", backend=self.backend, model=model)
+            metrics.add(m.errors_key)
             raise
         except Exception as exc:  # ORT raises its own types for bad values
-            metrics.inc("inference_errors_total", backend=self.backend, model=model)
+            metrics.add(m.errors_key)
             raise InvalidInput(f"model {model}: {exc}") from exc
-        metrics.inc("inference_requests_total", backend=self.backend, model=model)
-        metrics.inc("inference_seconds_total", time.perf_counter() - t0, backend=self.backend, model=model)
+        metrics.add(m.requests_key)
+        metrics.add(m.seconds_key, time.perf_counter() - t0)
         return dict(zip(names, results, strict=True))
 
     def metadata(self, model: str, version: str | None = None) -> dict[str, Any]:

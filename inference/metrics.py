@@ -9,10 +9,22 @@ _lock = threading.Lock()
 _counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
 
 
-def inc(name: str, value: float = 1.0, **labels: str) -> None:
-    key = (name, tuple(sorted(labels.items())))
+
+Key = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def key(name: str, **labels: str) -> Key:
+    """A counter's identity, computed once by hot paths and passed to ``add``."""
+    return (name, tuple(sorted(labels.items())))
+
+
+def add(k: Key, value: float = 1.0) -> None:
     with _lock:
-        _counters[key] += value
+        _counters[k] += value
+
+
+def inc(name: str, value: float = 1.0, **labels: str) -> None:
+    add(key(name, **labels), value)
 
 
 def get(name: str, **labels: str) -> float:

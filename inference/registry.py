@@ -9,6 +9,7 @@ and a ``model_card.json``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 from inference.config import ModelConfig, ModelConfigError, load_config
 
+log = logging.getLogger(__name__)
 DEFAULT_ROOT = Path(__file__).resolve().parent / "model_repository"
 
 
@@ -79,22 +81,35 @@ class ModelRegistry:
     def __init__(self, root: Path | str = DEFAULT_ROOT) -> None:
         self.root = Path(root)
         self._models: dict[str, ModelInfo] | None = None
+        self.errors: dict[str, str] = {}  # model folder -> why it is not served
 
     def _scan(self) -> dict[str, ModelInfo]:
+        """Every model folder; one that is broken is left out and reported, not fatal to the rest."""
         models: dict[str, ModelInfo] = {}
+        self.errors = {}
         if not self.root.is_dir():
             return models
         for cfg_path in sorted(self.root.glob("*/config.pbtxt")):
-            model_dir = cfg_path.parent
-            config = load_config(cfg_path)
-            if config.name != model_dir.name:
-                raise ModelConfigError(f"{cfg_path}: name {config.name!r} differs from folder {model_dir.name!r}")
-            versions = tuple(sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()))
-            card_path = model_dir / "model_card.json"
-            card = json.loads(card_path.read_text(encoding="utf-8")) if card_path.is_file() else {}
-            alt = {p.stem: load_config(p) for p in sorted((model_dir / "configs").glob("*.pbtxt"))}
-            models[model_dir.name] = ModelInfo(model_dir.name, model_dir, config, versions, card, alt)
+            try:
+                info = self._load(cfg_path)
+            except (ModelConfigError, ValueError, OSError) as exc:
+                log.error("model %s is not served: %s", cfg_path.parent.name, exc)
+                self.errors[cfg_path.parent.name] = str(exc)
+                continue
+            models[info.name] = info
         return models
+
+    @staticmethod
+    def _load(cfg_path: Path) -> ModelInfo:
+        model_dir = cfg_path.parent
+        config = load_config(cfg_path)
+        if config.name != model_dir.name:
+            raise ModelConfigError(f"{cfg_path}: name {config.name!r} differs from folder {model_dir.name!r}")
+        versions = tuple(sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()))
+        card_path = model_dir / "model_card.json"
+        card = json.loads(card_path.read_text(encoding="utf-8")) if card_path.is_file() else {}
+        alt = {p.stem: load_config(p) for p in sorted((model_dir / "configs").glob("*.pbtxt"))}
+        return ModelInfo(model_dir.name, model_dir, config, versions, card, alt)
 
     def models(self) -> dict[str, ModelInfo]:
         if self._models is None:

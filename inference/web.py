@@ -7,8 +7,10 @@ import logging
 from typing import Any
 
 from flask import Blueprint, Flask, Response, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from fhir_server.errors import OperationOutcomeError, operation_outcome
+from fhir_server.flask_adapter import base_url_of
 from fhir_server.model import RequestContext
 from inference import get_model_client, metrics
 from inference.client import ModelClient
@@ -33,16 +35,17 @@ def _outcome(exc: OperationOutcomeError) -> Response:
 
 
 def _base(services: Any) -> str:
-    base = getattr(services.settings, "base_url", "") or request.host_url.rstrip("/")
-    return base.removesuffix("/fhir")
+    """The server root (no ``/fhir``), for DICOMweb RetrieveURLs."""
+    return base_url_of(getattr(services.settings, "base_url", "")).removesuffix("/fhir")
 
 
 def _context(services: Any) -> RequestContext:
+    """The caller's context exactly as the FHIR adapter builds it, so the same scopes apply."""
+    base = base_url_of(getattr(services.settings, "base_url", ""))
     authenticate = getattr(services, "authenticator", None)
-    base = f"{_base(services)}/fhir"
-    if authenticate is not None and getattr(services.settings, "auth", False):
-        ctx = authenticate(dict(request.headers))
-        return ctx
+    if getattr(services.settings, "auth", False) and authenticate is not None:
+        ctx = authenticate(request.headers)
+        return RequestContext(**{**ctx.__dict__, "base_url": base})
     return RequestContext(base_url=base)
 
 
@@ -51,7 +54,9 @@ def models_blueprint(reg: ModelRegistry, client: ModelClient) -> Blueprint:
 
     @bp.get("/inference/models")
     def list_models() -> Response:
-        return _json({"backend": client.backend, "repository": str(reg.root), "models": reg.list()})
+        models = reg.list()
+        return _json({"backend": client.backend, "repository": str(reg.root), "models": models,
+                      "errors": reg.errors})
 
     @bp.get("/inference/models/<name>")
     def one_model(name: str) -> Response:
@@ -80,7 +85,12 @@ def dicomweb_blueprint(services: Any, analyzer: ImagingAnalyzer) -> Blueprint:
     def stow(study_uid: str | None = None) -> Response:
         try:
             ctx = _context(services)
-            parts = split_multipart(request.headers.get("Content-Type", ""), request.get_data())
+            try:
+                body = request.get_data()
+            except RequestEntityTooLarge as exc:
+                raise OperationOutcomeError(413, "STOW-RS body is over the server's size limit",
+                                            code="too-costly") from exc
+            parts = split_multipart(request.headers.get("Content-Type", ""), body)
             good: list[bytes] = []
             failed: list[tuple[str, str, int]] = []
             for part in parts:
@@ -132,7 +142,8 @@ def init_app(app: Flask, services: Any) -> None:
     app.register_blueprint(models_blueprint(reg, client))
     router = getattr(services, "router", None)
     if router is not None and hasattr(router, "register_operation"):
-        router.register_operation("analyze", make_handler(analyzer), level="type", resource_types=["ImagingStudy"])
+        router.register_operation("analyze", make_handler(analyzer), level="type", resource_types=["ImagingStudy"],
+                                  methods=("POST",), affects_state=True)
         app.register_blueprint(dicomweb_blueprint(services, analyzer))
     else:
         log.warning("no FHIR router: ImagingStudy/$analyze and DICOMweb are not available")

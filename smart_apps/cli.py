@@ -100,14 +100,10 @@ def list_clients(ctx: click.Context) -> None:
         click.echo(f"{c['client_id']}\t{c['auth_method']}\t{c['client_name']}\t{c['scope']}")
 
 
-@smart.command("demo")
-@click.option("--patient", default="example", help="Patient id the demo patient user is linked to")
-@click.option("--practitioner", default="example", help="Practitioner id the demo clinician is linked to")
-@click.option("--redirect-uri", default="http://localhost:9090/index.html")
-@click.pass_context
-def demo(ctx: click.Context, patient: str, practitioner: str, redirect_uri: str) -> None:
-    """Create (idempotently) a demo public app and two demo users, and print them."""
-    store = _store(ctx.obj["database_url"])
+def ensure_demo(
+    store: SmartStore, patient: str, practitioner: str, redirect_uri: str = "http://localhost:9090/index.html"
+) -> str:
+    """Create (idempotently) the demo app and users; returns the lines ``make serve`` prints."""
     if store.get_client("demo-app") is None:
         store.add_client(
             "Demo app",
@@ -120,8 +116,18 @@ def demo(ctx: click.Context, patient: str, practitioner: str, redirect_uri: str)
         )
     store.add_user("demo-patient", DEMO_PASSWORD, f"Patient/{patient}", "Demo Patient")
     store.add_user("demo-clinician", DEMO_PASSWORD, f"Practitioner/{practitioner}", "Demo Clinician")
-    click.echo(
+    return (
         "SMART demo: client_id=demo-app (public, PKCE S256)\n"
         f"  users: demo-patient / {DEMO_PASSWORD} (Patient/{patient}), "
         f"demo-clinician / {DEMO_PASSWORD} (Practitioner/{practitioner}); EHR page: /ehr"
     )
+
+
+@smart.command("demo")
+@click.option("--patient", default="example", help="Patient id the demo patient user is linked to")
+@click.option("--practitioner", default="example", help="Practitioner id the demo clinician is linked to")
+@click.option("--redirect-uri", default="http://localhost:9090/index.html")
+@click.pass_context
+def demo(ctx: click.Context, patient: str, practitioner: str, redirect_uri: str) -> None:
+    """Create (idempotently) a demo public app and two demo users, and print them."""
+    click.echo(ensure_demo(_store(ctx.obj["database_url"]), patient, practitioner, redirect_uri))

@@ -191,11 +191,31 @@ class TerminologyService:
     def in_value_set(self, valueset_url: str, system: str, code: str, version: str | None = None,
                      ) -> bool | None:
         """Membership for bindings and ``:in``; None when the value set or a needed code system is unknown."""
+        if not self.core_ready():
+            return None  # a half-loaded terminology must not reject valid codes
         try:
             vs = self.valuesets.resolve(valueset_url)
             return self.valuesets.contains(vs, system, code, version)
         except TerminologyError:
             return None
+
+    def core_ready(self) -> bool:
+        """True once the core R4 terminology is completely loaded (in any process), or when it never will be."""
+        if getattr(self, "_core_ready", False):
+            return True
+        import time
+
+        now = time.monotonic()
+        if now - getattr(self, "_core_checked", 0.0) < 1.0:
+            return False
+        self._core_checked = now
+        status = loader.package_status(self.engine, loader.CORE_NAME, loader.CORE_VERSION)
+        ready = status in ("loaded", "failed", None) and not getattr(self, "_core_loading", False)
+        if status == "loaded" or (status is None and not loader.CORE_DATA.exists()):
+            self._core_ready = True
+            self.invalidate()
+            return True
+        return ready and status == "failed"
 
     def validate_code(self, url_or_valueset: str | JsonDict | None, system: str | None, code: str,
                       display: str | None = None, version: str | None = None) -> JsonDict:

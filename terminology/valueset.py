@@ -156,7 +156,15 @@ class ValueSetEngine:
         else:
             if cs is None or cs.content == "not-present":
                 raise UnknownCodeSystem(system, inc.get("version"))
-            if inc.get("filter"):
+            single = inc.get("filter", [])
+            root = self.index.concept(cs, str(single[0].get("value", ""))) if len(single) == 1 and \
+                single[0].get("op") in ("is-a", "descendent-of") else None
+            if root is not None:
+                below = self.index.descendant_concepts(cs, root.seq)
+                if single[0]["op"] == "is-a":
+                    below = sorted([root, *below], key=lambda c: c.seq)
+                items = [_item(c) for c in below]
+            elif inc.get("filter"):
                 seqs: set[int] | None = None
                 for f in inc["filter"]:
                     s = self.filter_seqs(cs, f)

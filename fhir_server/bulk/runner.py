@@ -45,6 +45,7 @@ class BulkRunner:
         data_dir: str | os.PathLike[str],
         poll_interval: float = 1.0,
         stale_after: float = STALE_AFTER,
+        idle_exit: float = 30.0,
     ) -> None:
         self.router = router
         self.repo: Any = router.repo
@@ -52,15 +53,25 @@ class BulkRunner:
         self.poll_interval = poll_interval
         self.stale_after = stale_after
         self.worker_id = uuid.uuid4().hex
+        self.idle_exit = idle_exit
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._loop, name="bulk-export", daemon=True)
-            self._thread.start()
+        """Start the worker thread if it is not running (it exits after ``idle_exit`` s without work)."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._loop, name="bulk-export", daemon=True)
+                self._thread.start()
+
+    def resume_pending(self) -> None:
+        """At start-up: pick up jobs a previous process left queued or running."""
+        if jobs.pending(self.repo, self.stale_after):
+            self.start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -69,17 +80,27 @@ class BulkRunner:
             self._thread.join(timeout=10)
 
     def notify(self) -> None:
+        self.start()
         self._wake.set()
 
     def _loop(self) -> None:
+        idle_since = time.monotonic()
         while not self._stop.is_set():
             try:
-                for job_id in jobs.pending(self.repo, self.stale_after):
+                todo = jobs.pending(self.repo, self.stale_after)
+                for job_id in todo:
                     if self._stop.is_set():
                         return
                     self.run(job_id)
             except Exception:  # noqa: BLE001 - keep the worker alive
                 log.exception("bulk export worker loop failed")
+                todo = []
+            if todo:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > self.idle_exit:
+                with self._lock:  # a notify() racing with this exit starts a new thread
+                    self._thread = None
+                return
             self._wake.wait(self.poll_interval)
             self._wake.clear()
 

@@ -23,7 +23,23 @@ def _respond(req: FhirRequest, stored: StoredResource) -> FhirResponse:
     ims = req.headers.get("if-modified-since")
     if ims is not None and stored.last_updated.replace(microsecond=0) <= parse_http_date(ims):
         return FhirResponse(304, None, headers)
-    return FhirResponse(200, stored.resource, headers)
+    return FhirResponse(200, shape_resource(req, stored.resource or {}), headers)
+
+
+def shape_resource(req: FhirRequest, resource: dict) -> dict:
+    """``_summary`` and ``_elements`` on a read."""
+    summary, elements = req.param("_summary"), req.param("_elements")
+    if summary and summary != "false":
+        if summary == "count":
+            raise bad_request("_summary=count applies to searches only")
+        from fhir_server.formats.summary import apply_summary
+
+        return apply_summary(resource, summary)
+    if elements:
+        from fhir_server.formats.summary import apply_elements
+
+        return apply_elements(resource, [e.strip() for e in elements.split(",") if e.strip()])
+    return resource
 
 
 def read(router: FhirRouter, req: FhirRequest, repo: FhirRepository, resource_type: str, id: str) -> FhirResponse:

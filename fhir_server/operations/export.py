@@ -187,7 +187,7 @@ def register(router: FhirRouter, data_dir: str, requires_token: bool, start_work
     router.register_operation("export-poll-status", svc.status, level="system", methods=("GET", "DELETE"))
     router.register_operation("export-file", svc.file, level="system", methods=("GET",))
     if start_worker:
-        runner.start()
+        runner.resume_pending()
     return svc
 
 

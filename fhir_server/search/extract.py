@@ -232,9 +232,10 @@ class Extractor:
     def __init__(self, registry: SearchParamRegistry, base_url: str | None = None) -> None:
         self.registry = registry
         self.base_url = base_url
-        self._plans: dict[str, tuple[int, list[tuple[SearchParam, list[Part]]]]] = {}
+        self._plans: dict[str, tuple[int, list[tuple[SearchParam, list[Part], frozenset[str] | None]]]] = {}
 
-    def plan(self, resource_type: str) -> list[tuple[SearchParam, list[Part]]]:
+    def plan(self, resource_type: str) -> list[tuple[SearchParam, list[Part], frozenset[str] | None]]:
+        """Per type: each parameter, its parts, and the top-level keys one of which must be present."""
         cached = self._plans.get(resource_type)
         if cached and cached[0] == self.registry.version:
             return cached[1]
@@ -244,14 +245,17 @@ class Extractor:
                 continue
             parts = sp.parts_for(resource_type)
             if parts:
-                plan.append((sp, parts))
+                plan.append((sp, parts, _first_keys(parts)))
         self._plans[resource_type] = (self.registry.version, plan)
         return plan
 
     def extract(self, resource: dict[str, Any]) -> IndexRows:
         rt = resource["resourceType"]
         rows = IndexRows()
-        for sp, parts in self.plan(rt):
+        keys = resource.keys()
+        for sp, parts, first in self.plan(rt):
+            if first is not None and first.isdisjoint(keys):
+                continue
             ident = identity(rt, sp.code)
             nodes: list[Node] = []
             for part in parts:
@@ -356,6 +360,15 @@ class Extractor:
                         for s in _strings_of(v, t):
                             rows.composite.append((ident, k_sv, k_v, h64(normalize_string(s)), None,
                                                    None, None, None, None))
+
+
+def _first_keys(parts: list[Part]) -> frozenset[str] | None:
+    keys: set[str] = set()
+    for part in parts:
+        if part.steps is None or not part.steps or part.steps[0]["op"] != "field":
+            return None
+        keys.update(c["key"] for c in part.steps[0]["cands"])
+    return frozenset(keys)
 
 
 def _all_strings(node: Any, depth: int = 0) -> Iterator[str]:

@@ -35,7 +35,7 @@ KNOWN_MODIFIERS = {
 
 
 class Terminology(Protocol):
-    def expand_codes(self, url: str) -> list[tuple[str | None, str]] | None: ...
+    def expand(self, url: str, **kwargs: Any) -> dict[str, Any]: ...
 
     def codes_below(self, system: str, code: str) -> set[str]: ...
 
@@ -165,10 +165,11 @@ class SearchParser:
         out: list[tuple[str | None, str]] = []
         for v in values:
             if modifier in ("in", "not-in"):
-                codes = ts.expand_codes(v)
-                if codes is None:
-                    raise bad_request(f"Value set {v!r} is unknown or cannot be expanded")
-                out.extend(codes)
+                try:
+                    expansion = ts.expand(v)
+                except Exception as exc:  # unknown value set, or one needing an absent code system
+                    raise bad_request(f"Value set {v!r} cannot be expanded: {exc}") from exc
+                out.extend((c.get("system"), c["code"]) for c in _contains(expansion) if c.get("code"))
             else:
                 parts = escape_split(v, "|")
                 if len(parts) != 2:
@@ -258,6 +259,16 @@ class SearchParser:
         if target and target not in self.registry.resource_types:
             raise bad_request(f"Unknown target type {target} in include")
         return Include(src, param, target, iterate, reverse)
+
+
+def _contains(expansion: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    stack = list((expansion.get("expansion") or {}).get("contains", []))
+    while stack:
+        c = stack.pop()
+        out.append(c)
+        stack.extend(c.get("contains", []))
+    return out
 
 
 def compartment_criterion(registry: SearchParamRegistry, compartment: str, id: str,

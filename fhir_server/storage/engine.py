@@ -36,8 +36,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
-            # Writers take the lock up front: no deadlock from a read lock upgraded mid-transaction.
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
+            # Every transaction takes the write lock up front (no SQLITE_BUSY from a read lock upgraded
+            # mid-transaction, whoever the caller is), except those marked read-only: in WAL mode those
+            # never wait for writers.
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("readonly") else "BEGIN IMMEDIATE")
 
         return engine
     if u.get_backend_name() == "postgresql" and u.get_driver_name() in ("", "psycopg2"):

@@ -56,7 +56,7 @@ class _Pending:
     resource_updates: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
     index_deletes: list[int] = field(default_factory=list)
-    index: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    index: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
     text: list[dict[str, Any]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
@@ -95,7 +95,7 @@ class JobStore:
             conn.execute(update(T.job).where(T.job.c.id == job_id).values(**values))
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(readonly=True) as conn:
             row = conn.execute(select(T.job).where(T.job.c.id == job_id)).first()
         return dict(row._mapping) if row else None
 
@@ -158,7 +158,7 @@ class SqlFhirRepository(JobStore):
             yield self._conn
             return
         with self.engine.connect() as conn:
-            yield conn
+            yield conn.execution_options(readonly=True)
 
     @contextmanager
     def _writing(self) -> Iterator[SqlFhirRepository]:
@@ -254,8 +254,7 @@ class SqlFhirRepository(JobStore):
         for kind, cols in _INDEX_COLUMNS.items():
             vals = getattr(rows, kind)
             if vals:
-                p.index.setdefault(kind, []).extend({"res_pk": pk, **dict(zip(cols, v, strict=True))}
-                                                    for v in vals)
+                p.index.setdefault(kind, []).extend((pk, *v) for v in vals)
         if rows.text or rows.content:
             p.text.append({"res_pk": pk, "narrative": " ".join(rows.text)[:100000] or None,
                            "content": " ".join(rows.content)[:100000] or None})
@@ -353,6 +352,12 @@ class SqlFhirRepository(JobStore):
         self._events.append(ResourceChanged("delete", rt, id, version, None))
         return WriteResult(stored, created=False)
 
+    def _insert_sql(self, kind: str) -> str:
+        cols = ("res_pk", *_INDEX_COLUMNS[kind])
+        mark = "?" if self.sqlite else "%s"
+        return (f"INSERT INTO {T.INDEX_TABLES[kind].name} ({', '.join(cols)}) "
+                f"VALUES ({', '.join(mark for _ in cols)})")
+
     def _flush(self) -> None:
         p = self._pending
         if not p or self._conn is None:
@@ -376,8 +381,8 @@ class SqlFhirRepository(JobStore):
         if p.history:
             conn.execute(insert(T.history), p.history)
         for kind, rows in p.index.items():
-            if rows:
-                conn.execute(insert(T.INDEX_TABLES[kind]), rows)
+            if rows:  # plain DBAPI executemany: index rows are the bulk of every write
+                conn.exec_driver_sql(self._insert_sql(kind), rows)
         if p.text:
             conn.execute(insert(T.idx_text), p.text)
 
@@ -450,7 +455,7 @@ class SqlFhirRepository(JobStore):
         r = T.resource
         last, done = 0, 0
         while True:
-            with self.engine.connect() as conn:
+            with self.engine.connect().execution_options(readonly=True) as conn:
                 stmt = select(r.c.pk, r.c.body).where(r.c.deleted.is_(False), r.c.pk > last)
                 if resource_types:
                     stmt = stmt.where(r.c.res_type.in_(resource_types))

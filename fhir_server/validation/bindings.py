@@ -24,7 +24,7 @@ class BindingChecker:
         self.terminology = terminology
 
     def member(self, url: str, system: str | None, code: str) -> bool | None:
-        if self.terminology is not None:
+        if self.terminology is not None and system is not None:
             try:
                 verdict = self.terminology.in_value_set(url, system, code)
             except Exception:  # noqa: BLE001 - a terminology failure must not fail the write

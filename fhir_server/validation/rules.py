@@ -46,7 +46,7 @@ def domain_resource(w: Walker, res: dict[str, Any], path: str) -> None:
         cpath = f"{path}.contained[{i}]"
         if "contained" in c:
             w.rule(cpath, "A contained resource must not contain resources (dom-2)", "invariant")
-        meta = c.get("meta") if isinstance(c.get("meta"), dict) else {}
+        meta: dict[str, Any] = c["meta"] if isinstance(c.get("meta"), dict) else {}
         if "versionId" in meta or "lastUpdated" in meta:
             w.rule(cpath, "A contained resource must not have meta.versionId or meta.lastUpdated (dom-4)",
                     "invariant")
@@ -63,10 +63,10 @@ def domain_resource(w: Walker, res: dict[str, Any], path: str) -> None:
 
 def bundle(w: Walker, res: dict[str, Any], path: str) -> None:
     btype = res.get("type")
-    entries = res.get("entry") if isinstance(res.get("entry"), list) else []
+    entries: list[Any] = res["entry"] if isinstance(res.get("entry"), list) else []
     if "total" in res and btype not in ("searchset", "history"):
         w.rule(f"{path}.total", "total only when a search or history (bdl-1)", "invariant")
-    links = res.get("link") if isinstance(res.get("link"), list) else []
+    links: list[Any] = res["link"] if isinstance(res.get("link"), list) else []
     seen_rel: set[str] = set()
     for link in links:
         rel = link.get("relation") if isinstance(link, dict) else None

@@ -21,18 +21,6 @@ RX = "http://www.nlm.nih.gov/research/umls/rxnorm"
 ES, RS = generate_key("ES384", kid="e2e-es"), generate_key("RS384", kid="e2e-rs")
 
 
-@pytest.fixture(autouse=True)
-def _plugins(monkeypatch: pytest.MonkeyPatch) -> None:
-    """TEMPORARY: terminology.web.init_app currently leaves the SQLite database locked, so every later
-    plugin's create_all fails (reported to the lead); run without it until that is fixed."""
-    import digitalfront.plugins as plugins
-
-    monkeypatch.setattr(plugins, "WEB_PLUGINS", [p for p in plugins.WEB_PLUGINS if p[0] != "terminology.web"])
-    import digitalfront.app as app_module
-
-    monkeypatch.setattr(app_module, "WEB_PLUGINS", plugins.WEB_PLUGINS)
-
-
 @pytest.fixture
 def server(live_server_factory: Any) -> Any:
     clients = json.dumps([{"iss": ISS, "jwks": public_jwks(ES, RS)}])
@@ -151,3 +139,49 @@ def test_sepsis_on_a_synthea_patient_with_fresh_vitals(server: Any) -> None:
                         "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}],
                         "outcomeTimestamp": now.isoformat()}]}
     assert call(server, "sepsis-early-warning/feedback", fb).json() == {"stored": 1}
+
+
+def test_partial_prefetch_with_a_real_smart_token_when_auth_is_on(live_server_factory: Any) -> None:
+    """Auth on: the service reads the rest of the data with the SMART backend-services token the EHR
+    obtained from our authorization server; a token we did not issue yields 412, never data."""
+    import time
+    import uuid
+
+    from joserfc import jwt
+
+    from smart_apps.store import SmartStore
+
+    clients = json.dumps([{"iss": ISS, "jwks": public_jwks(ES, RS)}])
+    server = live_server_factory(auth=True, extra={"cds_clients": clients})
+    pid = None
+    bundle = json.load(gzip.open(next(shared_path("corpora", "synthea-r4").glob("Lea_Connelly*.json.gz"))))
+    for e in server.services.client.transaction(bundle)["entry"]:
+        m = re.search(r"(?:^|/)Patient/([^/]+)", e["response"]["location"])
+        pid = pid or (m.group(1) if m else None)
+    assert pid
+    key = generate_key("RS384", kid="backend")
+    cid = SmartStore(server.services.engine).add_client("EHR CDS backend", [], "system/*.rs", "private_key_jwt",
+                                                        jwks=public_jwks(key))["client_id"]
+    now = int(time.time())
+    assertion = jwt.encode({"alg": "RS384", "kid": key.kid, "typ": "JWT"},
+                           {"iss": cid, "sub": cid, "aud": server.url + "/oauth/token", "exp": now + 240,
+                            "iat": now, "jti": str(uuid.uuid4())}, key, algorithms=["RS384"])
+    tok = requests.post(server.url + "/oauth/token", data={
+        "grant_type": "client_credentials", "scope": "system/*.rs",
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": assertion}, timeout=30)
+    assert tok.status_code == 200, tok.text
+    auth = {"access_token": tok.json()["access_token"], "token_type": "Bearer", "expires_in": 300,
+            "scope": "system/*.rs", "subject": cid}
+    patient = requests.get(f"{server.base}/Patient/{pid}", headers={"Authorization": f"Bearer {auth['access_token']}"},
+                           timeout=30).json()
+    body = sign_request(pid, server.base) | {"fhirServer": server.base, "fhirAuthorization": auth,
+                                             "prefetch": {"patient": patient}}
+    r = call(server, "medication-safety-sign", body)
+    assert [c["summary"] for c in r.json()["cards"]] == ["Major interaction: ibuprofen + warfarin"]
+    forged = body | {"fhirAuthorization": auth | {"access_token": "forged"}}
+    r = call(server, "sepsis-early-warning", {**forged, "hook": "patient-view",
+                                              "context": {"userId": "Practitioner/x", "patientId": pid}})
+    assert r.status_code == 200  # sepsis only requires the patient, which was sent
+    r = call(server, "medication-safety-sign", {**forged, "prefetch": {}})
+    assert r.status_code == 412

@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from inference_helpers import Live, build_app, serve
+
+from tests.integration.inference.inference_helpers import Live, build_app, serve
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ import requests
 
 from inference.imaging.dicom import preprocess, read_dicom
 from inference.inprocess import InProcessClient
-
-from inference_helpers import dicom_file
+from tests.integration.inference.inference_helpers import dicom_file
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 RESOURCE_TYPES = ("ImagingStudy", "DiagnosticReport", "Observation", "Provenance", "Device", "Patient")
@@ -139,6 +138,11 @@ def test_bad_parameters(inference_server, body, match):
     assert r.status_code == 400 and match in r.text
 
 
+def test_get_is_not_accepted(inference_server):
+    r = requests.get(f"{inference_server.base}/ImagingStudy/$analyze", timeout=30)
+    assert 400 <= r.status_code < 500 and r.json()["resourceType"] == "OperationOutcome"
+
+
 def test_missing_binary_is_404(inference_server):
     body = {"resourceType": "Parameters", "parameter": [
         {"name": "binary", "valueReference": {"reference": f"Binary/{uuid.uuid4()}"}}]}
@@ -203,3 +207,29 @@ def test_models_endpoint_and_metrics(inference_server):
                   headers={"Content-Type": "application/dicom"}, timeout=60)
     prom = requests.get(f"{inference_server.url}/inference/metrics", timeout=30).text
     assert 'digitalfront_inference_requests_total{backend="inprocess",model="imaging_cnn"}' in prom
+
+
+def test_stow_rs_uses_the_servers_authenticator(services_factory):
+    """With auth on, STOW-RS goes through services.authenticator like the FHIR API (401 without a token)."""
+    from fhir_server.errors import unauthorized
+    from fhir_server.model import RequestContext
+    from tests.integration.inference.inference_helpers import build_app, serve
+
+    services = services_factory(auth=True)
+
+    def authenticate(headers):
+        if headers.get("Authorization") != "Bearer good":
+            raise unauthorized("An access token is required")
+        return RequestContext(scopes=frozenset({"system/*.*"}), client_id="pacs")
+
+    services.authenticator = authenticate
+    live, stop = serve(build_app(services))
+    try:
+        body, ctype = _multipart([dicom_file("CT_small.dcm")])
+        r = requests.post(f"{live.url}/dicomweb/studies", data=body, headers={"Content-Type": ctype}, timeout=30)
+        assert r.status_code == 401 and r.json()["resourceType"] == "OperationOutcome"
+        r = requests.post(f"{live.url}/dicomweb/studies", data=body, timeout=60,
+                          headers={"Content-Type": ctype, "Authorization": "Bearer good"})
+        assert r.status_code == 200, r.text
+    finally:
+        stop()

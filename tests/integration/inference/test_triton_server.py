@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import requests
-from inference_helpers import build_app, dicom_file, serve
 
 from inference import get_model_client, metrics
 from inference.client import ModelNotFound
@@ -19,6 +18,7 @@ from inference.inprocess import InProcessClient
 from inference.training.phantoms import dataset
 from inference.triton import TritonClient
 from inference.triton_launcher import TritonUnavailable, start_triton
+from tests.integration.inference.inference_helpers import build_app, dicom_file, serve
 
 MODELS = ["imaging_cnn", "readmission_risk"]
 

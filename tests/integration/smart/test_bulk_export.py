@@ -172,9 +172,10 @@ def test_scoped_exports(env):
     assert call(router, "GET", "$export-poll-status", parse_qsl(urlparse(loc).query), other).status == 403
 
 
-def test_job_resumes_after_restart(env):
+def test_job_resumes_after_restart(env, monkeypatch):
     router, svc, _, tmp = env
     svc.runner.stop()  # the "old process" dies: nothing picks the job up
+    monkeypatch.setattr(svc.runner, "notify", lambda: None)
     try:
         loc = kickoff(router, query=[("_type", "Patient")])
         job_id = dict(parse_qsl(urlparse(loc).query))["_jobId"]
@@ -184,12 +185,24 @@ def test_job_resumes_after_restart(env):
         req.heartbeat = time.time() - 3600
         jobs.save(router.repo, job_id, req, status="running")
         fresh = BulkRunner(router, str(tmp / "data"), poll_interval=0.1)
-        fresh.start()
+        fresh.resume_pending()  # what a restarted process does in register()
         try:
             files = manifest_files(router, poll(router, loc))
         finally:
             fresh.stop()
         assert len(files["Patient"]) == 3
     finally:
-        svc.runner._stop.clear()
         svc.runner.start()
+
+
+def test_idle_worker_exits_and_restarts_on_demand(env):
+    router, _, _, tmp = env
+    runner = BulkRunner(router, str(tmp / "idle"), poll_interval=0.05, idle_exit=0.2)
+    runner.start()
+    thread = runner._thread
+    assert thread is not None
+    thread.join(timeout=5)
+    assert not thread.is_alive() and runner._thread is None
+    runner.notify()
+    assert runner._thread is not None and runner._thread.is_alive()
+    runner.stop()

@@ -161,3 +161,18 @@ def test_scope_within_for_refresh_narrowing():
     assert not authz.scope_within("offline_access", granted)
     assert authz.scope_within(f"patient/Observation.rs?category={LAB}", ["patient/Observation.rs"])
     assert not authz.scope_within("patient/Observation.rs", [f"patient/Observation.rs?category={LAB}"])
+
+
+def test_compartment_patients(examples):
+    assert authz.compartment_patients(examples["Observation-example"]) == {"example"}
+    assert authz.compartment_patients(examples["Patient-f001"]) == {"f001"}
+    assert authz.compartment_patients(examples["Medication-med0301"]) == set()
+    allergy = examples["AllergyIntolerance-example"]
+    assert authz.compartment_patients(allergy) == {allergy["patient"]["reference"].split("/")[1]}
+
+
+def test_check_search_targets():
+    c = ctx("patient/Patient.rs", patient="example")
+    authz.check_search_targets(c, ["Patient"])
+    assert denied(authz.check_search_targets, c, ["Patient", "Observation"])
+    authz.check_search_targets(RequestContext(), ["Observation"])

@@ -40,8 +40,13 @@ def test_versions_and_policy(tmp_path):
         reg.get("nope")
 
 
-def test_folder_name_must_match_config_name(tmp_path):
+def test_a_broken_model_is_reported_and_the_others_still_served(tmp_path):
     root = tmp_path / "repo"
+    shutil.copytree(DEFAULT_ROOT / "readmission_risk", root / "readmission_risk")
     shutil.copytree(DEFAULT_ROOT / "readmission_risk", root / "renamed")
-    with pytest.raises(ValueError, match="differs from folder"):
-        ModelRegistry(root).models()
+    (root / "garbled").mkdir()
+    (root / "garbled" / "config.pbtxt").write_text("name: \"garbled\" input [ {")
+    reg = ModelRegistry(root)
+    assert list(reg.models()) == ["readmission_risk"]
+    assert "differs from folder" in reg.errors["renamed"]
+    assert "does not parse" in reg.errors["garbled"]

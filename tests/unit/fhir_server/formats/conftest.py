@@ -2,6 +2,7 @@ import pytest
 
 from terminology.packages import shared_package
 
+
 @pytest.fixture(scope="session")
 def r4_examples_package():
     pkg = shared_package("hl7.fhir.r4.examples")

@@ -1,0 +1,100 @@
+"""The FHIR API over real HTTP (threaded WSGI server) with real clients (requests, fhirpy)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import requests
+
+FHIR_JSON = "application/fhir+json"
+
+
+def test_crud_over_http_headers_and_formats(live_server: Any) -> None:
+    base = live_server.base
+    r = requests.post(f"{base}/Patient", json={"resourceType": "Patient", "name": [{"family": "Http"}]},
+                      headers={"Content-Type": FHIR_JSON}, timeout=30)
+    assert r.status_code == 201
+    assert r.headers["Content-Type"].startswith(FHIR_JSON)
+    assert r.headers["ETag"] == 'W/"1"' and r.headers["Location"].startswith(base + "/Patient/")
+    pid = r.json()["id"]
+    got = requests.get(f"{base}/Patient/{pid}", timeout=30)
+    assert got.status_code == 200 and got.json()["name"][0]["family"] == "Http" and got.headers["Last-Modified"]
+    pretty = requests.get(f"{base}/Patient/{pid}?_pretty=true", timeout=30)
+    assert "\n" in pretty.text and json.loads(pretty.text) == got.json()
+    head = requests.head(f"{base}/Patient/{pid}", timeout=30)
+    assert head.status_code == 200 and head.headers["ETag"] == 'W/"1"'
+    assert requests.get(f"{base}/Patient/{pid}", headers={"If-None-Match": 'W/"1"'}, timeout=30).status_code == 304
+    summary = requests.get(f"{base}/Patient/{pid}?_summary=true", timeout=30).json()
+    assert summary["meta"]["tag"][0]["code"] == "SUBSETTED"
+
+
+def test_xml_in_and_out(live_server: Any) -> None:
+    from fhir_server import formats
+
+    if getattr(formats, "XML_SUPPORTED", True) is False:
+        pytest.skip("XML not built yet")
+    base = live_server.base
+    xml = ('<Patient xmlns="http://hl7.org/fhir"><active value="true"/>'
+           '<name><family value="Xml"/><given value="Ann"/></name></Patient>')
+    r = requests.post(f"{base}/Patient", data=xml, headers={"Content-Type": "application/fhir+xml",
+                                                              "Accept": "application/fhir+xml"}, timeout=30)
+    assert r.status_code == 201, r.text
+    assert r.headers["Content-Type"].startswith("application/fhir+xml")
+    assert "<family value=\"Xml\"/>" in r.text
+    pid = r.headers["Location"].split("/Patient/")[1].split("/")[0]
+    as_json = requests.get(f"{base}/Patient/{pid}?_format=json", timeout=30).json()
+    assert as_json["name"][0]["given"] == ["Ann"] and as_json["active"] is True
+    evil = ('<?xml version="1.0"?><!DOCTYPE p [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+            '<Patient xmlns="http://hl7.org/fhir"><name><family value="&x;"/></name></Patient>')
+    bad = requests.post(f"{base}/Patient", data=evil, headers={"Content-Type": "application/fhir+xml"}, timeout=30)
+    assert bad.status_code == 400 and "root:" not in bad.text
+
+
+@pytest.mark.parametrize("method,path,body,headers,status", [
+    ("POST", "Patient", b"{broken", {"Content-Type": FHIR_JSON}, 400),
+    ("POST", "Patient", b"<Patient", {"Content-Type": "application/fhir+xml"}, 400),
+    ("GET", "NotAType", None, {}, 404),
+    ("POST", "Patient", b"hello", {"Content-Type": "text/plain"}, 415),
+    ("PUT", "Patient/a", json.dumps({"resourceType": "Patient", "id": "b"}).encode(), {"Content-Type": FHIR_JSON}, 400),
+    ("GET", "Patient?birthdate=notadate", None, {}, 400),
+    ("GET", "Patient?unknown-param=1", None, {}, 400),
+])
+def test_http_errors_are_operation_outcomes(live_server: Any, method: str, path: str, body: bytes | None,
+                                            headers: dict, status: int) -> None:
+    r = requests.request(method, f"{live_server.base}/{path}", data=body, headers=headers, timeout=30)
+    assert r.status_code == status
+    assert r.json()["resourceType"] == "OperationOutcome"
+
+
+def test_body_over_limit_is_413(live_server_factory: Any) -> None:
+    live = live_server_factory(max_body_bytes=1024)
+    big = json.dumps({"resourceType": "Patient", "name": [{"text": "x" * 5000}]})
+    r = requests.post(f"{live.base}/Patient", data=big, headers={"Content-Type": FHIR_JSON}, timeout=30)
+    assert r.status_code == 413 and r.json()["resourceType"] == "OperationOutcome"
+
+
+def test_lenient_handling_reports_ignored_params(live_server: Any) -> None:
+    r = requests.get(f"{live_server.base}/Patient?bogus=1&gender=male",
+                     headers={"Prefer": "handling=lenient"}, timeout=30)
+    assert r.status_code == 200
+    self_link = next(link["url"] for link in r.json()["link"] if link["relation"] == "self")
+    assert "gender=male" in self_link and "bogus" not in self_link
+
+
+def test_fhirpy_client_round_trip(live_server: Any) -> None:
+    from fhirpy import SyncFHIRClient
+
+    client = SyncFHIRClient(live_server.base)
+    pat = client.resource("Patient", name=[{"family": "Fhirpy", "given": ["Real"]}], gender="female")
+    pat.save()
+    assert pat.id
+    found = client.resources("Patient").search(family="Fhirpy").fetch()
+    assert [p.id for p in found] == [pat.id]
+    pat["active"] = True
+    pat.save()
+    again = client.reference("Patient", pat.id).to_resource()
+    assert again["active"] is True and again["meta"]["versionId"] == "2"
+    pat.delete()
+    assert client.resources("Patient").search(_id=pat.id).fetch() == []
