@@ -9,6 +9,7 @@ from ours; that environment also needs ``onnxruntime`` for ``model.py``.
 
 from __future__ import annotations
 
+import atexit
 import glob
 import os
 import shutil
@@ -117,6 +118,7 @@ def start_triton(models: list[str], repository: Path = DEFAULT_ROOT, venv: Path 
     log_fh = open(log_path, "wb")  # noqa: SIM115 - lives as long as the process
     proc = subprocess.Popen(args, stdout=log_fh, stderr=subprocess.STDOUT, env=env, cwd=workdir)  # noqa: S603
     tp = TritonProcess(http, grpc, prom, proc, workdir, log_path, list(models))
+    atexit.register(tp.stop)  # never leave a server behind if the caller forgets or crashes
     deadline = time.monotonic() + startup_timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:

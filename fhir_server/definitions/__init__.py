@@ -72,6 +72,7 @@ class Node:
     elements: dict[str, ElementDef] = field(default_factory=dict)
     by_json: dict[str, tuple[ElementDef, str]] = field(default_factory=dict)
     order: dict[str, int] = field(default_factory=dict)
+    required: tuple[ElementDef, ...] = ()
 
     def resolve(self, key: str) -> tuple[ElementDef, str] | None:
         """Map a JSON property name (``valueQuantity``) to (element, type code)."""
@@ -140,23 +141,30 @@ class TypeModel:
                 else:  # contentReference: the type is the referenced backbone
                     node.by_json[leaf] = (el, "BackboneElement")
             self.nodes.setdefault(name, Node(name))
+        for node in self.nodes.values():
+            node.required = tuple(el for el in node.elements.values() if el.min > 0)
+        self._primitives = frozenset(n for n, t in self.types.items() if t.kind == "primitive-type")
+        self._ancestors: dict[str, tuple[str, ...]] = {}
 
     def ancestors(self, type_code: str) -> tuple[str, ...]:
         """``type_code`` and its base types (Age -> Quantity -> Element)."""
+        hit = self._ancestors.get(type_code)
+        if hit is not None:
+            return hit
         out: list[str] = []
         name: str | None = type_code
         while name and name not in out:
             out.append(name)
             info = self.types.get(name)
             name = info.base if info else None
-        return tuple(out)
+        self._ancestors[type_code] = tuple(out)
+        return self._ancestors[type_code]
 
     def node(self, path: str) -> Node | None:
         return self.nodes.get(path)
 
     def is_primitive(self, type_code: str) -> bool:
-        t = self.types.get(type_code)
-        return t is not None and t.kind == "primitive-type"
+        return type_code in self._primitives
 
     def is_resource(self, name: str) -> bool:
         t = self.types.get(name)

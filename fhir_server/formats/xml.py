@@ -133,6 +133,9 @@ class _Reader:
             self._put(out, name, self.resource(kids[0], where), None, eldef.repeats)
             return
         if self.model.is_primitive(tc):
+            extra = set(el.attrib) - {"value", "id"}
+            if extra:
+                raise bad_request(f"Unexpected attribute '{sorted(extra)[0]}' at {where}", code="structure")
             raw = el.attrib.get("value")
             value = None if raw is None else _primitive_value(raw, tc, where)
             ext: dict[str, Any] = {}

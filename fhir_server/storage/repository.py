@@ -58,6 +58,7 @@ class _Pending:
     index_deletes: list[int] = field(default_factory=list)
     index: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
     text: list[dict[str, Any]] = field(default_factory=list)
+    keys: set[tuple[str, str]] = field(default_factory=set)  # resources written since the last flush
 
     def __bool__(self) -> bool:
         return bool(self.resources or self.resource_updates or self.history or self.index_deletes
@@ -150,6 +151,31 @@ class SqlFhirRepository(JobStore):
             conn.close()
         for ev in view._events:
             self.events.publish(ev)
+
+    @contextmanager
+    def savepoint(self) -> Iterator[SqlFhirRepository]:
+        """Inside a unit of work: a nested all-or-nothing step (e.g. one HL7v2 message of a group commit).
+
+        On error the step's writes and events are discarded and the outer transaction goes on.
+        """
+        if self._conn is None:
+            with self.unit_of_work() as uow:
+                yield uow
+            return
+        self._flush()
+        n_events = len(self._events)
+        pk_state = getattr(self, "_sqlite_next", None)
+        nested = self._conn.begin_nested()
+        try:
+            yield self
+            self._flush()
+        except BaseException:
+            self._pending = _Pending()
+            del self._events[n_events:]
+            self._sqlite_next = pk_state  # type: ignore[attr-defined]
+            nested.rollback()
+            raise
+        nested.commit()
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
@@ -279,6 +305,7 @@ class SqlFhirRepository(JobStore):
                                                    "deleted": False, "body": body})
         self._pending.history.append({"res_pk": pk, "version": version, "res_type": rt, "fhir_id": id,
                                       "last_updated": now, "deleted": False, "method": method, "body": body})
+        self._pending.keys.add((rt, id))
         self._queue_index(pk, res)
         self._hook_writes(res)
         stored = StoredResource(rt, id, version, from_us(now), False, res, method)
@@ -301,8 +328,9 @@ class SqlFhirRepository(JobStore):
     def _update(self, resource: JsonDict, *, if_match: int | None, allow_create: bool,
                 method: str = "PUT") -> WriteResult:
         assert self._conn is not None
-        self._flush()
         rt, id = resource["resourceType"], resource["id"]
+        if (rt, id) in self._pending.keys:  # written earlier in this transaction: make it visible first
+            self._flush()
         row = self._current_row(self._conn, rt, id)
         if row is None:
             if if_match is not None:
@@ -332,7 +360,8 @@ class SqlFhirRepository(JobStore):
 
     def _delete(self, rt: str, id: str, if_match: int | None) -> WriteResult | None:
         assert self._conn is not None
-        self._flush()
+        if (rt, id) in self._pending.keys:
+            self._flush()
         row = self._current_row(self._conn, rt, id)
         if row is None:
             return None
@@ -348,6 +377,7 @@ class SqlFhirRepository(JobStore):
                                                "last_updated": now, "deleted": True, "body": None})
         self._pending.history.append({"res_pk": row.pk, "version": version, "res_type": rt, "fhir_id": id,
                                       "last_updated": now, "deleted": True, "method": "DELETE", "body": None})
+        self._pending.keys.add((rt, id))
         stored = StoredResource(rt, id, version, from_us(now), True, None, "DELETE")
         self._events.append(ResourceChanged("delete", rt, id, version, None))
         return WriteResult(stored, created=False)

@@ -123,6 +123,9 @@ class SqlSearch:
 
     # ------------------------------------------------------------------ entry
     def run(self, q: SearchQuery) -> SearchResult:
+        fast = self._fast_token_search(q)
+        if fast is not None:
+            return fast
         r = T.resource.alias("r")
         where: list[Cond] = [r.c.deleted.is_(False)]
         if q.resource_types:
@@ -169,6 +172,44 @@ class SqlSearch:
                 total = n if n <= TOTAL_BOUND else None
         included = self.includes(q, [row.pk for row in rows], matches) if q.includes else []
         return SearchResult(matches, included, total, next_cursor, has_more)
+
+    def _fast_token_search(self, q: SearchQuery) -> SearchResult | None:
+        """Identifier-style lookups (conditional create/update, HL7v2 matching) as one prepared SQL string.
+
+        Building SQLAlchemy expressions costs about a millisecond; these lookups run for every entry of
+        every message, so the common shape skips it. Same semantics as the general path.
+        """
+        if (q.sort or q.includes or q.cursor or q.offset or q.summary_count or q.total not in ("none", "default")
+                or not q.resource_types or len(q.resource_types) != 1 or not q.criteria or q.count > 50):
+            return None
+        clauses, params = [], {"rt": q.resource_types[0], "f": False, "n": q.count + 1}
+        for i, c in enumerate(q.criteria):
+            if c.kind != "param" or c.param is None or c.param.type != "token" or c.modifier:
+                return None
+            hashes = []
+            sid = str(identity(c.resource_type, c.param.code))
+            for raw in c.values:
+                parts = escape_split(raw, "|")
+                if len(parts) == 2 and parts[1]:
+                    hashes.append(("hash_sys_value", h64(sid, parts[0], parts[1])))
+                elif len(parts) == 1:
+                    hashes.append(("hash_value", h64(sid, parts[0])))
+                else:
+                    return None
+            ors = []
+            for j, (col, hv) in enumerate(hashes):
+                params[f"h{i}_{j}"] = hv
+                ors.append(f"{col} = :h{i}_{j}")
+            clauses.append(f"pk IN (SELECT res_pk FROM idx_token WHERE {' OR '.join(ors)})")
+        sql = ("SELECT pk, res_type, fhir_id, version, last_updated, deleted, body FROM fhir_resource "
+               "WHERE res_type = :rt AND deleted = :f AND " + " AND ".join(clauses) + " ORDER BY pk LIMIT :n")
+        rows = self.conn.execute(text(sql), params).all()
+        has_more = len(rows) > q.count
+        rows = rows[:q.count]
+        if has_more:
+            return None  # paging needed: let the general path build the cursor and total
+        matches = [self.repo._row_to_stored(row) for row in rows]
+        return SearchResult(matches, [], None if q.total == "none" else len(matches), None, False)
 
     def estimate(self, stmt: Select[Any]) -> int | None:
         if self.conn.dialect.name == "postgresql":

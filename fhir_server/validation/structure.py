@@ -92,8 +92,8 @@ class Walker:
                 self.values(obj, key, value, eldef, tc, f"{path}.{name}", ext=False)
                 if tc == "Extension" and isinstance(value, list):
                     self.extensions(value, ctx, f"{path}.{name}", eldef.modifier)
-        for eldef in node.elements.values():
-            if eldef.min > 0 and eldef.name not in present:
+        for eldef in node.required:
+            if eldef.name not in present:
                 self.error(f"{path}.{eldef.base_name}",
                            f"{eldef.path}: minimum required = {eldef.min}, but only found 0", "required")
 

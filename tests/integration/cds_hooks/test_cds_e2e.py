@@ -19,12 +19,15 @@ from tests.conftest import shared_path
 ISS = "https://ehr.example.org"
 RX = "http://www.nlm.nih.gov/research/umls/rxnorm"
 ES, RS = generate_key("ES384", kid="e2e-es"), generate_key("RS384", kid="e2e-rs")
+# The CDS services need no terminology tables; skipping the background load of the core code systems keeps
+# these tests short on 2 cores (that load holds the SQLite write lock for minutes).
+NO_TX = {"terminology_autoload": "0"}
 
 
 @pytest.fixture
 def server(live_server_factory: Any) -> Any:
     clients = json.dumps([{"iss": ISS, "jwks": public_jwks(ES, RS)}])
-    return live_server_factory(extra={"cds_clients": clients})
+    return live_server_factory(extra={"cds_clients": clients, **NO_TX})
 
 
 def load(base: str, prefix: str) -> str:
@@ -106,7 +109,7 @@ def test_medication_safety_with_no_full_and_partial_prefetch(server: Any) -> Non
 
 
 def test_prefetch_from_another_fhir_server_over_http(server: Any, live_server_factory: Any) -> None:
-    ehr = live_server_factory()  # a separate FHIR server: the service must go over HTTP
+    ehr = live_server_factory(extra=NO_TX)  # a separate FHIR server: the service must go over HTTP
     pid = load(ehr.base, "Lea_Connelly")
     body = sign_request(pid, ehr.base) | {"fhirServer": ehr.base}
     r = call(server, "medication-safety-sign", body)
@@ -152,7 +155,7 @@ def test_partial_prefetch_with_a_real_smart_token_when_auth_is_on(live_server_fa
     from smart_apps.store import SmartStore
 
     clients = json.dumps([{"iss": ISS, "jwks": public_jwks(ES, RS)}])
-    server = live_server_factory(auth=True, extra={"cds_clients": clients})
+    server = live_server_factory(auth=True, extra={"cds_clients": clients, **NO_TX})
     pid = None
     bundle = json.load(gzip.open(next(shared_path("corpora", "synthea-r4").glob("Lea_Connelly*.json.gz"))))
     for e in server.services.client.transaction(bundle)["entry"]:

@@ -109,6 +109,8 @@ def test_dtd_and_entities_are_refused(body):
     b"<Patient xmlns='http://hl7.org/fhir'><gender value='male'/><gender value='female'/></Patient>",
     b"<Patient xmlns='http://hl7.org/fhir'><multipleBirthInteger value='x'/></Patient>",
     b"<Patient xmlns='http://hl7.org/fhir'><active/></Patient>",  # no value, no extension
+    b"<Patient xmlns='http://hl7.org/fhir'><active value='true' colour='red'/></Patient>",  # unknown attribute
+    b"<Patient xmlns='http://hl7.org/fhir'><name use='official'/></Patient>",  # attribute on a datatype
     b"<Patient xmlns='http://hl7.org/fhir'><text><div>plain</div></text></Patient>",  # div not XHTML
 ])
 def test_malformed_xml_is_400(body):

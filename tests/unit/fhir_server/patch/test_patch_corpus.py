@@ -26,7 +26,7 @@ JSON_BAR = 16  # every case of json-patch-tests.json
 
 
 def _run_fhirpath_case(case: Any) -> tuple[bool, str]:
-    import fhir_patch_xml as fx
+    from tests.unit.fhir_server.patch import fhir_patch_xml as fx
 
     name = case.get("name")
     resource = fx.parse_fragment(case.find("input"))
@@ -52,7 +52,7 @@ def _run_fhirpath_case(case: Any) -> tuple[bool, str]:
 
 
 def test_fhirpath_patch_corpus() -> None:
-    import fhir_patch_xml as fx
+    from tests.unit.fhir_server.patch import fhir_patch_xml as fx
 
     cases = fx.load_cases(str(FHIR_CASES))
     outcomes = [_run_fhirpath_case(c) for c in cases]
