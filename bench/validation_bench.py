@@ -78,7 +78,7 @@ def main() -> None:
     ]
     base = rows[0][1]
     print(f"{len(resources)} Synthea resources, median of {args.repeat} runs")
-    print(f"| step | us/resource | vs orjson baseline |\n|---|---:|---:|")
+    print("| step | us/resource | vs orjson baseline |\n|---|---:|---:|")
     for name, us in rows:
         print(f"| {name} | {us:.1f} | {us / base:.1f}x |")
 

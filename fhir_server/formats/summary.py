@@ -23,7 +23,7 @@ SUMMARY_MODES = ("true", "text", "data", "false", "count")
 
 def _tag(res: dict[str, Any]) -> dict[str, Any]:
     meta = dict(res["meta"]) if isinstance(res.get("meta"), dict) else {}
-    old = meta.get("tag") if isinstance(meta.get("tag"), list) else []
+    old: list[Any] = meta["tag"] if isinstance(meta.get("tag"), list) else []
     tags = [t for t in old if not (isinstance(t, dict) and t.get("code") == "SUBSETTED")]
     tags.append(dict(SUBSETTED))
     meta["tag"] = tags

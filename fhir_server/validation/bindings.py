@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 class Terminology(Protocol):
     """What validation needs from ``terminology.service.TerminologyService``."""
 
-    def in_value_set(self, url: str, system: str | None, code: str) -> bool | None: ...
+    def in_value_set(self, url: str, system: str, code: str) -> bool | None: ...
 
 
 class BindingChecker:
@@ -24,14 +24,19 @@ class BindingChecker:
         self.terminology = terminology
 
     def member(self, url: str, system: str | None, code: str) -> bool | None:
-        if self.terminology is not None and system is not None:
-            try:
-                verdict = self.terminology.in_value_set(url, system, code)
-            except Exception:  # noqa: BLE001 - a terminology failure must not fail the write
-                verdict = None
-            if verdict is not None:
-                return verdict
         codes = self.model.value_set_codes(url)
+        if self.terminology is not None:
+            # A plain ``code`` has no system: it is implied by the value set when it draws on one system.
+            tx_system = system
+            if tx_system is None and codes is not None and len(codes) == 1:
+                tx_system = next(iter(codes))
+            if tx_system is not None:
+                try:
+                    verdict = self.terminology.in_value_set(url, tx_system, code)
+                except Exception:  # noqa: BLE001 - a terminology failure must not fail the write
+                    verdict = None
+                if verdict is not None:
+                    return verdict
         if codes is None:
             return None
         if system is None:

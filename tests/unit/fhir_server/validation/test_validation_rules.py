@@ -190,7 +190,9 @@ def test_terminology_service_is_consulted():
     tx = Terminology()
     res = {"resourceType": "Patient", "gender": "robot"}
     assert errors(res, terminology=tx) == {}
-    assert tx.calls == [("http://hl7.org/fhir/ValueSet/administrative-gender", None, "robot")]
+    # a plain code: the system is the one the required value set draws on
+    assert tx.calls == [("http://hl7.org/fhir/ValueSet/administrative-gender",
+                         "http://hl7.org/fhir/administrative-gender", "robot")]
     assert paths(res) == ["Patient.gender"]  # the shipped extract disagrees
 
 
@@ -208,3 +210,23 @@ def test_r4_only_resource_types_accepted():
     assert paths(dict(res, name=[{}])) == ["MedicinalProduct.name[0]"]  # an empty object
     missing = dict(res, name=[{"namePart": [{"part": "Asp", "type": {"code": "stem"}}]}])
     assert paths(missing) == ["MedicinalProduct.name[0].productName"]  # min=1 in R4
+
+
+@pytest.fixture(scope="module")
+def terminology_service(tmp_path_factory):
+    from terminology.service import TerminologyService
+
+    svc = TerminologyService(f"sqlite:///{tmp_path_factory.mktemp('tx')}/tx.db")
+    svc.ensure_core(background=False)
+    return svc
+
+
+def test_with_the_real_terminology_service(terminology_service):
+    assert paths({"resourceType": "Patient", "gender": "robot"}, terminology=terminology_service) == \
+        ["Patient.gender"]
+    cond = {"resourceType": "Condition", "subject": {"reference": "Patient/1"},
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                           "code": "active"}]}}
+    assert errors(cond, terminology=terminology_service) == {}
+    cond["clinicalStatus"]["coding"][0]["code"] = "dormant"
+    assert paths(cond, terminology=terminology_service) == ["Condition.clinicalStatus"]
