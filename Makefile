@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: serve test lint bench eval-nlp clean
+.PHONY: serve test lint bench eval-nlp clean triton-venv browser-deps
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,3 +29,18 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var build *.egg-info
+
+eval-nlp: $(STAMP)
+	$(PY) -m nlp.eval
+
+# Optional real-peer environments used by the integration tests (they skip, saying why, without them).
+.venv-triton/.installed:
+	$(PYTHON) -m venv .venv-triton
+	.venv-triton/bin/pip install -q nvidia-pytriton==0.7.0 onnxruntime==1.32.0
+	touch $@
+
+triton-venv: .venv-triton/.installed
+
+browser-deps:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium)
+	npm ci --prefix tests/integration/smart/js --no-audit --no-fund --loglevel=error

@@ -209,7 +209,7 @@ def _fetch_all(source: FhirSource, to_fetch: dict[str, str], data: PrefetchData,
             return key, None, str(exc)
 
     items = list(to_fetch.items())
-    if isinstance(source, HttpFhirSource) and len(items) > 1:
+    if len(items) > 1:  # HTTP waits and SQLite/psycopg calls release the GIL
         with ThreadPoolExecutor(max_workers=min(4, len(items))) as pool:
             results = list(pool.map(one, items))
     else:

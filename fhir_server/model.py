@@ -71,7 +71,7 @@ class FhirRequest:
     method: str
     path: str
     query: list[tuple[str, str]] = field(default_factory=list)
-    headers: Headers = field(default_factory=Headers)
+    headers: Headers | dict[str, str] = field(default_factory=Headers)  # made a Headers in __post_init__
     body: bytes | None = None
     resource: JsonDict | None = None
     context: RequestContext = SYSTEM_CONTEXT
@@ -95,7 +95,7 @@ class FhirResponse:
 
     status: int
     resource: JsonDict | None = None
-    headers: Headers = field(default_factory=Headers)
+    headers: Headers | dict[str, str] = field(default_factory=Headers)  # made a Headers in __post_init__
     raw: bytes | None = None
     raw_content_type: str | None = None
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import logging
 import re
+import threading
+from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,12 +31,34 @@ SPAN_EXT = "http://digitalfront.dev/fhir/StructureDefinition/evidence-span"
 CAT_CS = "http://terminology.hl7.org/CodeSystem/condition-category"
 
 
+_cache: OrderedDict[str, list[Any]] = OrderedDict()
+_lock = threading.Lock()
+CACHE_SIZE = 2048
+
+
 def _nlp() -> Any | None:
     try:
         from nlp.pipeline import shared_pipeline
     except ImportError:
         return None
     return shared_pipeline()
+
+
+def mentions(pipeline: Any, text: str) -> list[Any]:
+    """NLP mentions of a note, cached by content hash: a chart reopened re-reads the same notes.
+
+    The lock also serializes use of the shared spaCy pipeline, which is not documented thread-safe."""
+    key = hashlib.sha256(text.encode()).hexdigest()
+    with _lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
+            return hit
+        found = list(pipeline.extract(text))
+        _cache[key] = found
+        if len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+        return found
 
 
 def _text(att: Any) -> str | None:
@@ -116,7 +141,7 @@ class ProblemListGaps(CdsService):
         lines: list[str] = []
         seen: set[str] = set()
         for note, text in todo:
-            for m in pipeline.extract(text):
+            for m in mentions(pipeline, text):
                 if (m.category != "condition" or not m.asserted or m.uncertain or m.concept_id in seen
                         or _covered(m, conditions)):
                     continue

@@ -46,4 +46,4 @@ def test_negotiation_errors_over_http(live_server):
     evil = (b'<?xml version="1.0"?><!DOCTYPE p [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
             b'<Patient xmlns="http://hl7.org/fhir"><id value="&x;"/></Patient>')
     r = requests.post(f"{base}/Patient", data=evil, headers={"Content-Type": "application/fhir+xml"}, timeout=30)
-    assert r.status_code == 400 and "passwd" not in r.text.replace("file:///etc/passwd", "")
+    assert r.status_code == 400 and "root:" not in r.text  # never expanded

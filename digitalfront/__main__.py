@@ -1,0 +1,3 @@
+from digitalfront.cli import cli
+
+cli()
