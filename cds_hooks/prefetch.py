@@ -209,7 +209,7 @@ def _fetch_all(source: FhirSource, to_fetch: dict[str, str], data: PrefetchData,
             return key, None, str(exc)
 
     items = list(to_fetch.items())
-    if len(items) > 1:  # HTTP waits and SQLite/psycopg calls release the GIL
+    if isinstance(source, HttpFhirSource) and len(items) > 1:  # overlap network waits; local reads are ~1 ms
         with ThreadPoolExecutor(max_workers=min(4, len(items))) as pool:
             results = list(pool.map(one, items))
     else:

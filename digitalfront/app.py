@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,6 +81,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         getattr(module, attr)(app, services)
     services.router.terminology = services.terminology
     init_fhir(app, services)
+
+    constant = os.environ.get("DIGITALFRONT_BENCH_CONSTANT_BYTES")
+    if constant:  # benchmark baseline only: a minimal route with a constant body in the same server
+        body = b"x" * int(constant)
+
+        @app.get("/bench/constant")
+        def bench_constant() -> Any:
+            return app.response_class(body, content_type="application/fhir+json")
 
     @app.get("/healthz")
     def healthz() -> Any:

@@ -27,7 +27,10 @@ def render_response(resp: FhirResponse, fmt: str, pretty: bool, head: bool = Fal
     if resp.raw is not None:
         out = Response(b"" if head else resp.raw, status=resp.status,
                        content_type=resp.raw_content_type or "application/octet-stream")
-    elif resp.resource is not None:
+    elif resp.json_body is not None and fmt == formats.JSON and not pretty:
+        out = Response(b"" if head else resp.json_body, status=resp.status, content_type=formats.media_type(fmt))
+    elif resp.get_resource() is not None:
+        assert resp.resource is not None
         body = formats.render(resp.resource, fmt, pretty)
         out = Response(b"" if head else body, status=resp.status, content_type=formats.media_type(fmt))
     else:
@@ -58,7 +61,8 @@ def make_blueprint(services: Any, url_prefix: str = "/fhir") -> Blueprint:
                 raise OperationOutcomeError(413, f"Request body is over the limit of "
                                                  f"{services.settings.max_body_bytes} bytes", code="too-costly") from exc
             query = [(k, v) for k, v in request.args.items(multi=True)]
-            req = FhirRequest(request.method, path, query, dict(request.headers), body=body or None, context=ctx)
+            req = FhirRequest(request.method, path, query, dict(request.headers), body=body or None, context=ctx,
+                              accepts_json_body=True)
             resp = services.router.handle(req)
         except OperationOutcomeError as err:
             resp = FhirResponse(err.status, err.outcome(), err.headers)

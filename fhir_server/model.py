@@ -75,6 +75,7 @@ class FhirRequest:
     body: bytes | None = None
     resource: JsonDict | None = None
     context: RequestContext = SYSTEM_CONTEXT
+    accepts_json_body: bool = False  # the caller can take FhirResponse.json_body instead of .resource (HTTP)
 
     def __post_init__(self) -> None:
         self.method = self.method.upper()
@@ -98,7 +99,16 @@ class FhirResponse:
     headers: Headers | dict[str, str] = field(default_factory=Headers)  # made a Headers in __post_init__
     raw: bytes | None = None
     raw_content_type: str | None = None
+    json_body: bytes | None = None  # the resource already serialized as FHIR JSON (the read fast path)
 
     def __post_init__(self) -> None:
         if not isinstance(self.headers, Headers):
             self.headers = Headers(self.headers)
+
+    def get_resource(self) -> JsonDict | None:
+        """The resource, parsing ``json_body`` when the fast path left only bytes."""
+        if self.resource is None and self.json_body is not None:
+            import orjson
+
+            self.resource = orjson.loads(self.json_body)
+        return self.resource

@@ -178,12 +178,11 @@ def _without_attrs(el: Element) -> Element:
 
 
 def _xhtml_from(el: Element, where: str) -> str:
-    kids = [c for c in el if isinstance(c.tag, str)]
-    # The FHIR 'div' element is itself the XHTML div
+    """Narrative.div is itself the XHTML ``div`` element (not a FHIR wrapper around one)."""
     ns, local = _split(el.tag)
     if ns == XHTML_NS and local == "div":
         return _xhtml_to_string(el)
-    raise bad_request(f"{where} must be an XHTML div ({len(kids)} children found)", code="structure")
+    raise bad_request(f"{where} must be an XHTML div in the XHTML namespace", code="structure")
 
 
 def parse_xml(body: bytes) -> dict[str, Any]:
@@ -194,9 +193,7 @@ def parse_xml(body: bytes) -> dict[str, Any]:
         raise bad_request(f"XML with DTDs or entities is refused: {exc!r}", code="security") from exc
     except (ParseError, ValueError) as exc:
         raise bad_request(f"Malformed XML body: {exc}", code="structure") from exc
-    model = get_model()
-    # The FHIR 'div' is the xhtml namespace; ElementTree keeps namespaces on tags.
-    return _Reader(model).resource(root, _split(root.tag)[1])
+    return _Reader(get_model()).resource(root, _split(root.tag)[1])
 
 
 # ---------------------------------------------------------------- JSON -> XML
@@ -342,9 +339,9 @@ def to_xml(resource: dict[str, Any], pretty: bool = False) -> bytes:
     return "".join(writer.parts).encode("utf-8")
 
 
-__all__ = ["parse_xml", "to_xml", "xhtml_canonical"]
-
-
 def xhtml_canonical(div: str) -> str:
     """A canonical serialisation of a narrative div, for comparing narratives by content."""
     return _xhtml_normalise(div)
+
+
+__all__ = ["parse_xml", "to_xml", "xhtml_canonical"]

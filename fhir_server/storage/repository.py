@@ -65,6 +65,8 @@ class _Pending:
                     or self.text or any(self.index.values()))
 
 
+_READ_RAW = text("SELECT body, version, last_updated, deleted FROM fhir_resource WHERE res_type = :t AND fhir_id = :i")
+
 _INDEX_COLUMNS = {
     "string": ("hash_identity", "value_norm", "value_exact"),
     "token": ("hash_identity", "hash_sys_value", "hash_value", "system", "value"),
@@ -232,10 +234,8 @@ class SqlFhirRepository(JobStore):
 
     def read_raw(self, resource_type: str, id: str) -> tuple[str, int, int] | None:
         """(JSON text, version, lastUpdated µs) of the current version, or None; the fast read path."""
-        r = T.resource
         with self._reading() as conn:
-            row = conn.execute(select(r.c.body, r.c.version, r.c.last_updated, r.c.deleted)
-                               .where(r.c.res_type == resource_type, r.c.fhir_id == id)).first()
+            row = conn.execute(_READ_RAW, {"t": resource_type, "i": id}).first()
         if row is None or row.deleted:
             return None
         return row.body, row.version, row.last_updated

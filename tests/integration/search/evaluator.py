@@ -25,7 +25,8 @@ REF = re.compile(r"^(?:https?://\S+?/)?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?
 # UCUM units the evaluator understands, written independently: unit -> (dimension, factor to base)
 UNITS: dict[str, tuple[str, Decimal]] = {
     "kg": ("mass", Decimal(1000)), "g": ("mass", Decimal(1)), "mg": ("mass", Decimal("0.001")),
-    "ug": ("mass", Decimal("0.000001")), "L": ("vol", Decimal(1)), "dL": ("vol", Decimal("0.1")),
+    "ug": ("mass", Decimal("0.000001")), "ng": ("mass", Decimal("1e-9")), "pg": ("mass", Decimal("1e-12")),
+    "[lb_av]": ("mass", Decimal("453.59237")), "L": ("vol", Decimal(1)), "dL": ("vol", Decimal("0.1")),
     "mL": ("vol", Decimal("0.001")), "m": ("len", Decimal(1)), "cm": ("len", Decimal("0.01")),
     "mm": ("len", Decimal("0.001")), "g/L": ("mass/vol", Decimal(1)), "g/dL": ("mass/vol", Decimal(10)),
     "mg/dL": ("mass/vol", Decimal("0.01")), "mg/L": ("mass/vol", Decimal("0.001")),
@@ -449,7 +450,8 @@ class Evaluator:
                     if ref == v:
                         return True
                 elif "/" in v:
-                    if (ttype, tid) == tuple(v.split("/", 1)) and "://" not in ref:
+                    vm = REF.match(v)
+                    if vm and (ttype, tid) == vm.groups() and "://" not in ref:
                         return True
                 elif tid == v and (not mod or ttype == mod) and "://" not in ref:
                     return True
@@ -576,12 +578,14 @@ class Evaluator:
                         if tt and (not target or tt == target[0]) and ti in self.by_type.get(tt, {}):
                             out.add((tt, ti))
         else:
-            for other in self.by_type.get(src, {}).values():
+            srcs = [src] if src != "*" else list(self.by_type)
+            for other in (o for s in srcs for o in self.by_type.get(s, {}).values()):
+                st = other["resourceType"]
                 codes = [code] if code != "*" else [c for (b, c), sp in self.params.items()
-                                                    if b == src and sp["type"] == "reference"]
+                                                    if b == st and sp["type"] == "reference"]
                 for c in codes:
                     if any((tt, ti) in found and (not target or tt == target[0]) for tt, ti, _ in self.refs(other, c)):
-                        out.add((src, other["id"]))
+                        out.add((st, other["id"]))
         return out
 
 

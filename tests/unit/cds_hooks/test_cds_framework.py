@@ -221,3 +221,41 @@ def test_validator_accepts_bundle_prefetch_and_rejects_bad_fhir_server() -> None
         validate_request(req | {"fhirServer": "ftp://x"}, "patient-view")
     assert exc.value.status == 400
     assert CORPUS.exists()
+
+
+class Mixed(CdsService):
+    """One valid card, one invalid card, a valid and an invalid systemAction set, or a crash."""
+
+    id, hook, title, description = "mixed", "patient-view", "mixed", "test service"
+    mode = "cards"
+
+    def invoke(self, request: dict[str, Any], data: PrefetchData, env: ServiceEnv) -> CdsResponse:
+        from cds_hooks.cards import Action, Card
+
+        if Mixed.mode == "crash":
+            raise RuntimeError("bug")
+        good = Card("ok", "info", "src")
+        bad = Card("bad", "danger", "src")
+        if Mixed.mode == "cards":
+            return CdsResponse(cards=[good, bad])
+        action = Action("update", "Mark reviewed", {"resourceType": "Task", "id": "t1", "status": "completed",
+                                                    "intent": "order"})
+        broken = Action("create", "no resource")
+        return CdsResponse(system_actions=[action] if Mixed.mode == "actions" else [action, broken])
+
+
+def test_invalid_cards_are_dropped_system_actions_pass_and_crashes_are_500(make_cds: Any) -> None:
+    cds = make_cds(services=[Mixed()])
+    req = hook_request("patient-view", "p1")
+    Mixed.mode = "cards"
+    assert [c["summary"] for c in cds.post("/cds-services/mixed", req).get_json()["cards"]] == ["ok"]
+    Mixed.mode = "actions"
+    body = cds.post("/cds-services/mixed", req).get_json()
+    assert body["cards"] == [] and body["systemActions"][0]["resource"]["resourceType"] == "Task"
+    assert check_response(body) == []
+    Mixed.mode = "broken-actions"
+    assert cds.post("/cds-services/mixed", req).get_json() == {"cards": []}
+    Mixed.mode = "crash"
+    r = cds.post("/cds-services/mixed", req)
+    assert r.status_code == 500 and r.get_json()["resourceType"] == "OperationOutcome"
+    assert "bug" not in r.get_data(as_text=True)
