@@ -127,7 +127,7 @@ def load(paths: list[str], port: int, seconds: float, clients: int) -> dict:
     return {"rps": len(lat) / seconds, "p50_ms": lat[len(lat) // 2] * 1000, "p99_ms": lat[int(len(lat) * 0.99)] * 1000}
 
 
-def read_bench(url: str, data: list[dict], seconds: float, clients: int) -> dict:
+def read_bench(url: str, data: list[dict], seconds: float, clients: int, rounds: int) -> dict:
     from digitalfront.app import build_services
     from digitalfront.config import Settings
     from fhir_server.model import FhirRequest
@@ -156,12 +156,16 @@ def read_bench(url: str, data: list[dict], seconds: float, clients: int) -> dict
                 time.sleep(0.5)
         load(["/bench/constant"], port, 2, clients)  # warm-up both workers
         load([f"/fhir/{t}/{i}" for t, i, _ in ids], port, 2, clients)
-        base = load(["/bench/constant"], port, seconds, clients)
-        read = load([f"/fhir/{t}/{i}" for t, i, _ in ids], port, seconds, clients)
+        bases, reads = [], []
+        for _ in range(rounds):  # alternate, so drifting machine load hits both alike
+            bases.append(load(["/bench/constant"], port, seconds, clients))
+            reads.append(load([f"/fhir/{t}/{i}" for t, i, _ in ids], port, seconds, clients))
+        base = {k: statistics.median(b[k] for b in bases) for k in bases[0]}
+        read = {k: statistics.median(r[k] for r in reads) for k in reads[0]}
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
-    return {"body_bytes": body_size, "baseline": base, "read": read, "ratio": read["rps"] / base["rps"]}
+    return {"body_bytes": body_size, "baseline": base, "read": read, "ratio": read["rps"] / base["rps"], "rounds": rounds}
 
 
 def main() -> None:
@@ -192,7 +196,8 @@ def main() -> None:
                                "ratio": statistics.median(ours) / statistics.median(base)}
         print(json.dumps({f"ingest_{db}": out[f"ingest_{db}"]}), flush=True)
     with tempfile.TemporaryDirectory() as d:
-        out["read_sqlite"] = read_bench(f"sqlite:///{d}/r.db", data[:4], 5 if args.quick else 15, 2)
+        out["read_sqlite"] = read_bench(f"sqlite:///{d}/r.db", data[:4], 4 if args.quick else 8, 2,
+                                        1 if args.quick else args.runs)
     print(json.dumps(out, indent=2))
     (ROOT / "bench" / "out").mkdir(exist_ok=True)
     (ROOT / "bench" / "out" / "core.json").write_text(json.dumps(out, indent=2))

@@ -18,7 +18,7 @@ from fhir_server.search.registry import (
     SearchParamRegistry,
     compartment_definitions,
 )
-from fhir_server.search.values import escape_split, split_unescaped_keep
+from fhir_server.search.values import escape_split, split_unescaped_keep, unescape
 
 DEFAULT_COUNT = 20
 MAX_COUNT = 1000
@@ -120,7 +120,9 @@ class SearchParser:
                 raise bad_request("_lastUpdated takes no modifier")
             return Criterion("lastUpdated", rt, values=escape_split(value, ","))
         if code in ("_text", "_content"):
-            return Criterion(code[1:], rt, values=[value])
+            if modifier:
+                raise bad_request(f"{code} takes no modifier")
+            return Criterion(code[1:], rt, values=[unescape(v) for v in split_unescaped_keep(value, ",")])
         if code == "_list":
             return Criterion("list", rt, values=escape_split(value, ","))
         sp = self.registry.get(rt, code)

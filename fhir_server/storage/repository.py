@@ -233,12 +233,48 @@ class SqlFhirRepository(JobStore):
         return self._row_to_stored(row)
 
     def read_raw(self, resource_type: str, id: str) -> tuple[str, int, int] | None:
-        """(JSON text, version, lastUpdated µs) of the current version, or None; the fast read path."""
-        with self._reading() as conn:
-            row = conn.execute(_READ_RAW, {"t": resource_type, "i": id}).first()
-        if row is None or row.deleted:
+        """(JSON text, version, lastUpdated µs) of the current version, or None; the fast read path.
+
+        Outside a unit of work it uses a per-thread DBAPI connection in autocommit mode: a single SELECT
+        needs no transaction, and skipping pool checkout and BEGIN/ROLLBACK halves the cost of a read.
+        """
+        if self._conn is not None:
+            with self._reading() as conn:
+                row = conn.execute(_READ_RAW, {"t": resource_type, "i": id}).first()
+            if row is None or row.deleted:
+                return None
+            return row.body, row.version, row.last_updated
+        cur = self._thread_cursor()
+        if self.sqlite:
+            cur.execute("SELECT body, version, last_updated, deleted FROM fhir_resource "
+                        "WHERE res_type = ? AND fhir_id = ?", (resource_type, id))
+        else:
+            cur.execute("SELECT body::text, version, last_updated, deleted FROM fhir_resource "
+                        "WHERE res_type = %s AND fhir_id = %s", (resource_type, id))
+        found = cur.fetchone()
+        if found is None or found[3]:
             return None
-        return row.body, row.version, row.last_updated
+        return found[0], found[1], found[2]
+
+    def _thread_cursor(self) -> Any:
+        root: SqlFhirRepository = getattr(self, "_root", self)
+        local = root.__dict__.setdefault("_local", threading.local())
+        cur = getattr(local, "cursor", None)
+        if cur is None:
+            # A connection of this thread's own, outside the pool (closed when the thread goes away).
+            dialect = root.engine.dialect
+            cargs, cparams = dialect.create_connect_args(root.engine.url)
+            if self.sqlite:
+                cparams.update(check_same_thread=False, timeout=60)
+            dbapi = dialect.loaded_dbapi.connect(*cargs, **cparams)
+            if self.sqlite:
+                dbapi.isolation_level = None
+                dbapi.execute("PRAGMA busy_timeout=60000")
+            else:
+                dbapi.autocommit = True
+            local.dbapi = dbapi
+            cur = local.cursor = dbapi.cursor()
+        return cur
 
     def vread(self, resource_type: str, id: str, version: int) -> StoredResource:
         h = T.history
