@@ -1,9 +1,11 @@
 """CDS Hooks latency: p50/p99 per service under concurrent load from a separate process.
 
-Usage: .venv/bin/python bench/cds_bench.py [--quick] [--requests N] [--concurrency C]
+Usage: .venv/bin/python bench/cds_bench.py [--quick] [--requests N] [--concurrency C] [--server S]
 
-The full app (create_app, SQLite) is served by a threaded WSGI server in this
-process; a separate load process sends signed (ES384) hook calls with C
+The full app (create_app, SQLite) is served either the production way
+(``--server gunicorn``, default: 2 gthread workers x 8 threads, as
+``digitalfront serve``) or by one threaded werkzeug process (``--server
+werkzeug``); a separate load process sends signed (ES384) hook calls with C
 concurrent connections. Every figure has a baseline measured in the same run:
 the same HTTP round trip (JWT check, request validation) to a service that
 returns {"cards": []}. Two modes: "repo" (no prefetch; the service reads our
@@ -145,11 +147,47 @@ def measure(url: str, key: Any, sid: str, body: dict[str, Any], n: int, c: int) 
     return lat
 
 
+def start_gunicorn(settings: Any, key: Any, workers: int) -> tuple[Any, str]:
+    """``digitalfront serve``'s gunicorn (gthread) on the same database, configured by environment."""
+    import os
+    import socket
+    import subprocess
+
+    import requests
+
+    from cds_hooks.client_jwt import sign
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, DIGITALFRONT_DATABASE_URL=settings.database_url, DIGITALFRONT_AUTH="off",
+               DIGITALFRONT_VALIDATE="off", DIGITALFRONT_TERMINOLOGY_AUTOLOAD="0",
+               DIGITALFRONT_CDS_CLIENTS=settings.extra["cds_clients"],
+               DIGITALFRONT_CDS_SERVICE_MODULES="cds_hooks.baseline", PYTHONPATH=str(ROOT))
+    code = ("import logging; logging.disable(logging.WARNING); from digitalfront.wsgi import run_gunicorn; "
+            f"run_gunicorn('127.0.0.1', {port}, {workers}, 8)")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            u = f"{url}/cds-services"
+            if requests.get(u, headers={"Authorization": f"Bearer {sign(key, ISS, u)}"}, timeout=2).ok:
+                return proc, url
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("gunicorn did not start")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--requests", type=int, default=None)
     ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--server", choices=["gunicorn", "werkzeug"], default="gunicorn")
+    ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
     n = args.requests or (40 if args.quick else 300)
 
@@ -175,6 +213,9 @@ def main() -> None:
     url = f"http://127.0.0.1:{server.server_port}"
     threading.Thread(target=server.serve_forever, daemon=True).start()
     pid = build_patient(services.client)
+    proc = None
+    if args.server == "gunicorn":
+        proc, url = start_gunicorn(settings, key, args.workers)
     eid = services.client.search("Encounter", [("patient", pid), ("status", "in-progress")])[0]["id"]
     base = url + "/fhir"
     import requests
@@ -202,6 +243,9 @@ def main() -> None:
             print(f"{mode:8} {sid:24} p50 {results[f'{mode}/{sid}']['p50_ms']:7.1f} ms  "
                   f"p99 {results[f'{mode}/{sid}']['p99_ms']:7.1f} ms", flush=True)
     server.shutdown()
+    if proc is not None:
+        proc.terminate()
+        proc.wait(timeout=30)
     lines = ["| mode | service | p50 ms | p99 ms | p50 / baseline | p99 / baseline |", "|---|---|---|---|---|---|"]
     for k, v in results.items():
         mode, sid = k.split("/")
@@ -212,6 +256,7 @@ def main() -> None:
     print(table)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({"machine": platform.platform(), "requests": n, "concurrency": args.concurrency,
+                               "server": args.server, "workers": args.workers,
                                "results": results, "table": table}, indent=2))
 
 

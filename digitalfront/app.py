@@ -94,4 +94,32 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     def healthz() -> Any:
         return jsonify(status="ok")
 
+    @app.get("/metrics")
+    def metrics() -> Any:
+        """Prometheus text: stored resources per type plus each feature package's own metrics."""
+        lines = ["# HELP digitalfront_resources Current (non-deleted) resources by type",
+                 "# TYPE digitalfront_resources gauge"]
+        for rtype, n in sorted(services.repo.count_by_type().items()):
+            lines.append(f'digitalfront_resources{{type="{rtype}"}} {n}')
+        text = "\n".join(lines) + "\n"
+        for provider in metrics_providers(app):
+            text += provider()
+        return app.response_class(text, mimetype="text/plain; version=0.0.4")
+
     return app
+
+
+def metrics_providers(app: Flask) -> list[Any]:
+    out: list[Any] = []
+    pipeline = app.extensions.get("hl7v2_pipeline")
+    if pipeline is not None:
+        from interfaces.web import metrics_text
+
+        out.append(lambda: metrics_text(pipeline))
+    if "inference" in app.extensions:
+        from inference import metrics as inference_metrics
+
+        out.append(inference_metrics.prometheus_text)
+    return out
+
+

@@ -55,6 +55,8 @@ def serve(host: str, port: int, database_url: str | None, workers: int, threads:
         click.echo("First start: loading the demo data set ...")
         summary = Loader(services.router).load([str(DEMO_DIR)])
         click.echo(summary.report())
+    if demo:
+        click.echo(_smart_demo(services))
     if mllp_port:
         from interfaces.mllp import start_listener_thread  # type: ignore[import-not-found]
 
@@ -67,6 +69,19 @@ def serve(host: str, port: int, database_url: str | None, workers: int, threads:
     if not settings.auth:
         click.secho("Authorization is OFF (DIGITALFRONT_AUTH=off): development only.", fg="yellow")
     run_gunicorn(host, port, workers, threads)
+
+
+def _smart_demo(services: Any) -> str:
+    """Create the SMART demo app and users (linked to the first demo Patient and Practitioner)."""
+    try:
+        from smart_apps.cli import ensure_demo
+        from smart_apps.store import SmartStore
+    except ImportError:
+        return ""
+    patient = next(iter(services.client.search("Patient", [("_count", "1")], limit=1)), {}).get("id", "example")
+    practitioner = next(iter(services.client.search("Practitioner", [("_count", "1")], limit=1)), {}).get(
+        "id", "example")
+    return ensure_demo(SmartStore(services.engine), patient, practitioner)
 
 
 @cli.group()

@@ -30,6 +30,7 @@ Node = tuple[Any, str | None]  # (JSON value, FHIR type if known)
 
 SKIP_PARAMS = frozenset({"_id", "_lastUpdated"})  # answered from the resource table itself
 STRING_MAX = 200
+CANONICAL_MARK = h64("ucum-canonical")  # idx_composite.c2_sys_value of a quantity row in canonical units
 REF_RE = re.compile(r"^(?:(?P<base>https?://.+?)/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})"
                     r"(?:/_history/[^/]+)?$")
 
@@ -353,6 +354,10 @@ class Extractor:
                             rows.composite.append((ident, k_sv, k_v, None, h64(code) if code else None,
                                                    float(d), h64(system or "", code or "") if code else None,
                                                    None, None))
+                            canon = ucum_canonical(d, code)
+                            if canon:  # a second row in UCUM canonical units (marked in c2_sys_value)
+                                rows.composite.append((ident, k_sv, k_v, CANONICAL_MARK, h64("canon", canon[1]),
+                                                       float(canon[0]), None, None, None))
                     elif c2.param.type == "date":
                         for lo, hi in dates_of(v, t):
                             rows.composite.append((ident, k_sv, k_v, None, None, None, None, lo, hi))

@@ -60,6 +60,8 @@ class SearchParser:
               lenient: bool = False) -> ParsedSearch:
         q = SearchQuery(resource_types=resource_types, count=DEFAULT_COUNT)
         out = ParsedSearch(q)
+        # _type first: the criteria of a system search are parsed against the types it names
+        params = sorted(params, key=lambda kv: kv[0] != "_type") if resource_types is None else params
         for name, value in params:
             try:
                 applied = self._one(q, out, resource_types, name, value)
@@ -87,6 +89,7 @@ class SearchParser:
         if base in RESULT_PARAMS or base in ("_summary", "_elements"):
             self._result_param(q, out, types, name, value)
             return True
+        types = types if types is not None else q.resource_types
         if base == "_has":
             rt = self._single_type(types, name)
             q.criteria.append(self._has(rt, name, value))

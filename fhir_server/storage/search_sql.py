@@ -32,7 +32,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from fhir_server.errors import bad_request
 from fhir_server.repository import StoredResource
-from fhir_server.search.extract import REF_RE, identity
+from fhir_server.search.extract import CANONICAL_MARK, REF_RE, identity
 from fhir_server.search.query import Criterion, Include, SearchQuery, SearchResult, SortKey
 from fhir_server.search.values import (
     MAX_US,
@@ -43,6 +43,7 @@ from fhir_server.search.values import (
     normalize_string,
     number_range,
     split_unescaped_keep,
+    UCUM_SYSTEM,
     ucum_canonical,
 )
 from fhir_server.storage import tables as T
@@ -519,10 +520,21 @@ class SqlSearch:
                 rng = number_range(v)
                 if rng is None:
                     raise bad_request(f"Invalid quantity {second!r}")
-                c2 = point_condition(prefix, cp.c.c2_num, float(rng[0]), float(rng[1]), float(rng[2]))
-                if len(p2) == 3 and p2[2]:
-                    c2 = and_(c2, cp.c.c2_units == h64(p2[1], p2[2])) if p2[1] else \
-                        and_(c2, cp.c.c2_value == h64(p2[2]))
+                if len(p2) not in (1, 3):
+                    raise bad_request(f"Malformed quantity {second!r}: use [prefix]value|system|code")
+                unit_sys, unit = (p2[1], p2[2]) if len(p2) == 3 else ("", "")
+                canon = ucum_canonical(Decimal(1), unit) if unit and unit_sys in ("", UCUM_SYSTEM) else None
+                if canon:
+                    f = canon[0]
+                    c2 = and_(cp.c.c2_sys_value == CANONICAL_MARK, cp.c.c2_value == h64("canon", canon[1]),
+                              point_condition(prefix, cp.c.c2_num, float(rng[0] * f), float(rng[1] * f),
+                                              float(rng[2] * f)))
+                else:
+                    c2 = and_(cp.c.c2_sys_value.is_(None),
+                              point_condition(prefix, cp.c.c2_num, float(rng[0]), float(rng[1]), float(rng[2])))
+                    if unit:
+                        c2 = and_(c2, cp.c.c2_units == h64(unit_sys, unit)) if unit_sys else \
+                            and_(c2, cp.c.c2_value == h64(unit))
             elif c2type == "date":
                 prefix, v = split_prefix(escape_split(second, "\x00")[0])
                 rng2 = date_range(v)
@@ -539,7 +551,8 @@ class SqlSearch:
     # --- special
     def _fulltext(self, kind: str, values: list[str], r: Any) -> Cond:
         col = "narrative" if kind == "text" else "content"
-        conds = []
+        conds: list[Cond] = []
+        fts: list[str] = []
         for v in values:
             words = [w for w in "".join(ch if ch.isalnum() else " " for ch in v).split() if w]
             if not words:
@@ -549,9 +562,10 @@ class SqlSearch:
                 tv = func.to_tsvector("simple", func.coalesce(getattr(T.idx_text.c, col), ""))
                 conds.append(r.c.pk.in_(select(T.idx_text.c.res_pk).where(tv.op("@@")(tsq))))
             else:
-                match = " AND ".join(f'{col}:"{w}"' for w in words)
-                conds.append(r.c.pk.in_(select(text("rowid")).select_from(text("idx_text_fts"))
-                                        .where(text("idx_text_fts MATCH :m").bindparams(m=match))))
+                fts.append("(" + " AND ".join(f'{col}:"{w}"' for w in words) + ")")
+        if fts:  # one MATCH for all the ORed values (a second bound :m would clash)
+            conds.append(r.c.pk.in_(select(text("rowid")).select_from(text("idx_text_fts"))
+                                    .where(text("idx_text_fts MATCH :m").bindparams(m=" OR ".join(fts)))))
         return or_(*conds) if conds else false()
 
     def _in_list(self, list_id: str, r: Any) -> Cond:

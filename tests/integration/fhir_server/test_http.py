@@ -98,3 +98,10 @@ def test_fhirpy_client_round_trip(live_server: Any) -> None:
     assert again["active"] is True and again["meta"]["versionId"] == "2"
     pat.delete()
     assert client.resources("Patient").search(_id=pat.id).fetch() == []
+
+
+def test_metrics_endpoint(live_server: Any) -> None:
+    requests.post(f"{live_server.base}/Patient", json={"resourceType": "Patient"},
+                  headers={"Content-Type": FHIR_JSON}, timeout=30)
+    text = requests.get(f"{live_server.url}/metrics", timeout=30).text
+    assert 'digitalfront_resources{type="Patient"} 1' in text

@@ -53,6 +53,12 @@ HAND: list[tuple[str, str]] = [
     ("Patient", "language=nl"), ("Procedure", "code=http://snomed.info/sct|"), ("Goal", "lifecycle-status=active"),
     ("CarePlan", "status=active,completed"), ("DiagnosticReport", "code=51990-0"), ("Patient", "_security=TBOO"),
     ("Observation", "identifier=urn:ietf:rfc:3986|urn:uuid:187e0c12-8dd2-67e2-99b2-bf273c878281"),
+    # --- terminology modifiers (official vital-signs value set, condition-clinical hierarchy)
+    ("Observation", "code:in=http://hl7.org/fhir/ValueSet/observation-vitalsignresult"),
+    ("Observation", "code:not-in=http://hl7.org/fhir/ValueSet/observation-vitalsignresult&category=vital-signs"),
+    ("Condition", "clinical-status:below=http://terminology.hl7.org/CodeSystem/condition-clinical|inactive"),
+    ("Condition", "clinical-status:below=http://terminology.hl7.org/CodeSystem/condition-clinical|active"),
+    ("Condition", "clinical-status:above=http://terminology.hl7.org/CodeSystem/condition-clinical|resolved"),
     # --- reference: Type/id, id, :Type, absolute URL, :identifier, :missing
     ("Observation", "subject=Patient/example"), ("Observation", "subject=example"),
     ("Observation", "subject:Patient=example"), ("Observation", "subject:Group=example"),

@@ -74,6 +74,15 @@ def search_parameters() -> dict[tuple[str, str], JsonDict]:
     return out
 
 
+def package_resource(name: str) -> JsonDict:
+    path = shared_path("fhir-packages", "hl7.fhir.r4.examples-4.0.1.tgz")
+    with tarfile.open(path, "r:gz") as tar:
+        fh = tar.extractfile(f"package/{name}")
+        assert fh is not None
+        data: JsonDict = json.load(fh)
+        return data
+
+
 def load(services: Any, resources: list[JsonDict]) -> list[JsonDict]:
     """PUT everything in batches; returns the resources the server accepted (the evaluator's world)."""
     from fhir_server.model import FhirRequest

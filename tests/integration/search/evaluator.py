@@ -304,12 +304,21 @@ def num_match(prefix: str, target: Decimal, text: str) -> bool:
 # ------------------------------------------------------------------ the evaluator
 class Evaluator:
     def __init__(self, resources: list[JsonDict], params: dict[tuple[str, str], JsonDict],
-                 value_sets: dict[str, set[tuple[str, str]]] | None = None) -> None:
+                 value_sets: list[JsonDict] = (), code_systems: list[JsonDict] = ()) -> None:  # type: ignore[assignment]
         self.by_type: dict[str, dict[str, JsonDict]] = defaultdict(dict)
         for r in resources:
             self.by_type[r["resourceType"]][r["id"]] = r
         self.params = params
-        self.value_sets = value_sets or {}
+        # explicit-concept value sets only: url -> {(system, code)}
+        self.value_sets = {vs["url"]: {(inc["system"], c["code"]) for inc in vs["compose"]["include"]
+                                       for c in inc.get("concept", [])} for vs in value_sets}
+        self.parent: dict[tuple[str, str], str | None] = {}
+        for cs in code_systems:
+            stack = [(c, None) for c in cs.get("concept", [])]
+            while stack:
+                c, up = stack.pop()
+                self.parent[(cs["url"], c["code"])] = up
+                stack.extend((k, c["code"]) for k in c.get("concept", []))
         self.now = datetime.now(UTC).timestamp()
         self._cache: dict[tuple[str, str, str], list[tuple[Any, str | None]]] = {}
 
@@ -427,6 +436,11 @@ class Evaluator:
             if mod == "in":
                 members = self.value_sets[raw]
                 return any((s, c) in members for n, _ in nodes for s, c in tokens(n))
+            if mod in ("below", "above"):
+                system, wanted = [unesc(p) for p in split(raw, "|")]
+                return any(s == system and (self._under(system, c, wanted) if mod == "below"
+                                            else self._under(system, wanted, c))
+                           for n, _ in nodes for s, c in tokens(n))
             parts = [unesc(p) for p in split(raw, "|")]
             toks = [t for n, _ in nodes for t in tokens(n)]
             if len(parts) == 1:
@@ -477,6 +491,15 @@ class Evaluator:
         if kind == "composite":
             return self.composite(res, code, raw)
         raise AssertionError(f"unsupported type {kind}")
+
+    def _under(self, system: str, code: str, ancestor: str) -> bool:
+        """code is ancestor or one of its descendants in the loaded CodeSystem."""
+        cur: str | None = code
+        while cur is not None:
+            if cur == ancestor:
+                return True
+            cur = self.parent.get((system, cur))
+        return False
 
     def quantity_match(self, node: Any, raw: str) -> bool:
         if not isinstance(node, dict) or dec(node.get("value")) is None:

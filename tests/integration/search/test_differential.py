@@ -7,7 +7,6 @@ returned are compared with what ``evaluator.Evaluator`` computes from the raw JS
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -15,46 +14,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import pytest
 
 from fhir_server.model import FhirRequest
-from tests.conftest import create_pg_database, drop_pg_database, pg_error
 from tests.integration.search import cases, corpus
-from tests.integration.search.evaluator import Evaluator
-
-
-@pytest.fixture(scope="module")
-def data() -> tuple[list[dict[str, Any]], dict[tuple[str, str], dict[str, Any]]]:
-    resources = corpus.synthea_resources() + corpus.example_resources()
-    return resources, corpus.search_parameters()
-
-
-class World:
-    def __init__(self, services: Any, evaluator: Evaluator) -> None:
-        self.services = services
-        self.ev = evaluator
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-          data: tuple[list[dict[str, Any]], dict[tuple[str, str], dict[str, Any]]]) -> Iterator[World]:
-    from digitalfront.app import build_services
-    from digitalfront.config import Settings
-
-    pg_name = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('search')}/fhir.db"
-    else:
-        err = pg_error()
-        if err:
-            pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is unreachable: {err}")
-        pg_name = create_pg_database()
-        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{pg_name}"
-    services = build_services(Settings(database_url=url, auth=False, validate_writes=False))
-    resources, params = data
-    accepted = corpus.load(services, resources)
-    assert len(accepted) > 3500
-    yield World(services, Evaluator(accepted, params))
-    services.engine.dispose()
-    if pg_name:
-        drop_pg_database(pg_name)
+from tests.integration.search.conftest import World
 
 
 def parse_query(q: str) -> list[tuple[str, str]]:

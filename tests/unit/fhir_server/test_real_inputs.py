@@ -44,20 +44,30 @@ def strip_meta(res: dict) -> dict:
     return out
 
 
+# Official examples that really are invalid R4 (see docs/validation.md): rejected on write, as they should be.
+# The bundles carry empty strings and the IG has neither name nor well-formed references.
+KNOWN_INVALID = {("Questionnaire", "qs1"), ("DiagnosticReport", "gingival-mass"), ("Bundle", "v2-valuesets"),
+                 ("Bundle", "valueset-expansions"), ("Bundle", "valuesets"), ("ImplementationGuide", "fhir")}
+
+
 def test_every_example_round_trips(services_factory: Any, db_url: str) -> None:
-    svc = services_factory(database_url=db_url, validate_writes=False)
+    svc = services_factory(database_url=db_url)
     examples = example_resources()
     assert len(examples) > 700
     failures = []
     for res in examples:
         put = svc.router.handle(FhirRequest("PUT", f"{res['resourceType']}/{res['id']}", resource=res))
+        if (res["resourceType"], res["id"]) in KNOWN_INVALID:
+            assert put.status in (400, 422), (res["id"], put.status)
+            continue
         if put.status not in (200, 201):
             failures.append((res["resourceType"], res["id"], put.status, put.resource))
             continue
         got = svc.router.handle(FhirRequest("GET", f"{res['resourceType']}/{res['id']}")).resource
         if strip_meta(got) != strip_meta(res):
             failures.append((res["resourceType"], res["id"], "differs"))
-    print(f"\n{len(examples) - len(failures)}/{len(examples)} R4 examples round-trip")
+    print(f"\n{len(examples) - len(failures) - len(KNOWN_INVALID)}/{len(examples)} R4 examples round-trip "
+          f"(validated on write; {len(KNOWN_INVALID)} known-invalid rejected)")
     assert not failures, failures[:5]
 
 
