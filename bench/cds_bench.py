@@ -163,7 +163,8 @@ def start_gunicorn(settings: Any, key: Any, workers: int) -> tuple[Any, str]:
     env = dict(os.environ, DIGITALFRONT_DATABASE_URL=settings.database_url, DIGITALFRONT_AUTH="off",
                DIGITALFRONT_VALIDATE="off", DIGITALFRONT_TERMINOLOGY_AUTOLOAD="0",
                DIGITALFRONT_CDS_CLIENTS=settings.extra["cds_clients"],
-               DIGITALFRONT_CDS_SERVICE_MODULES="cds_hooks.baseline", PYTHONPATH=str(ROOT))
+               DIGITALFRONT_CDS_SERVICE_MODULES="cds_hooks.baseline", DIGITALFRONT_CDS_WARM="on",
+               PYTHONPATH=str(ROOT))
     code = ("import logging; logging.disable(logging.WARNING); from digitalfront.wsgi import run_gunicorn; "
             f"run_gunicorn('127.0.0.1', {port}, {workers}, 8)")
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT,
@@ -173,6 +174,7 @@ def start_gunicorn(settings: Any, key: Any, workers: int) -> tuple[Any, str]:
         try:
             u = f"{url}/cds-services"
             if requests.get(u, headers={"Authorization": f"Bearer {sign(key, ISS, u)}"}, timeout=2).ok:
+                time.sleep(20)  # each worker builds the NLP pipeline and ONNX session in the background
                 return proc, url
         except requests.RequestException:
             pass
@@ -224,7 +226,7 @@ def main() -> None:
 
     rt = app.extensions["cds_hooks"]
     results: dict[str, Any] = {}
-    for mode in ("repo", "prefetch"):
+    for mode in ("prefetch", "repo"):
         for sid, body in scenarios(pid, eid, base).items():
             svc = rt.services[sid]
             if mode == "repo":
@@ -233,7 +235,7 @@ def main() -> None:
                 src = LocalFhirSource(services.client)
                 body = body | {"prefetch": {k: src.get(render(t, body["context"]) or "")
                                             for k, t in svc.prefetch.items()}}
-            for _ in range(3):  # warm-up: NLP pipeline, ONNX session, connection pools
+            for _ in range(6):  # warm-up: connection pools, caches (models/NLP: DIGITALFRONT_CDS_WARM)
                 requests.post(f"{url}/cds-services/{sid}", json=body, timeout=120,
                               headers={"Authorization": "Bearer " + __import__("cds_hooks.client_jwt").client_jwt
                                        .sign(key, ISS, f"{url}/cds-services/{sid}")})

@@ -34,6 +34,7 @@ class CdsConfig:
     cors_origins: str = "*"
     local_system_access: bool = True
     fetch_timeout_s: float = 5.0
+    warm: bool = False
 
     @classmethod
     def from_settings(cls, settings: Any) -> CdsConfig:
@@ -56,4 +57,5 @@ class CdsConfig:
             cors_origins=_get(settings, "cds_cors_origins") or "*",
             local_system_access=_flag(_get(settings, "cds_local_system_access"), True),
             fetch_timeout_s=float(_get(settings, "cds_fetch_timeout") or 5.0),
+            warm=_flag(_get(settings, "cds_warm"), False),
         )

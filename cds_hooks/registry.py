@@ -62,6 +62,9 @@ class CdsService:
     def invoke(self, request: JsonDict, data: PrefetchData, env: ServiceEnv) -> CdsResponse:
         raise NotImplementedError
 
+    def warm(self, settings: Any) -> None:
+        """Load slow resources (models, NLP pipelines) before the first call; default: nothing."""
+
 
 def _from_module(name: str) -> list[CdsService]:
     """``SERVICE`` (one) or ``SERVICES`` (several sharing logic, e.g. one per hook)."""

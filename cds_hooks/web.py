@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,4 +184,16 @@ def init_app(app: Flask, services: Any, cds_services: list[CdsService] | None = 
                     store=store, core=services)
     app.register_blueprint(make_blueprint(rt))
     app.extensions["cds_hooks"] = rt
+    if config.warm:
+        threading.Thread(target=_warm, args=(rt,), name="cds-warm", daemon=True).start()
     return rt
+
+
+def _warm(rt: CdsRuntime) -> None:
+    """Load models and NLP in the background so no clinician's first call pays for it."""
+    settings = getattr(rt.core, "settings", None)
+    for svc in rt.services.values():
+        try:
+            svc.warm(settings)
+        except Exception:  # noqa: BLE001 - a failed warm-up only means a slower first call
+            log.exception("warm-up of CDS service %s failed", svc.id)

@@ -14,9 +14,15 @@ from gunicorn.app.base import BaseApplication
 
 
 def application_factory() -> Any:
+    import gc
+    import os
+
     from digitalfront.app import build_services, create_app
 
-    return create_app(services=build_services(migrate=False))
+    os.environ.setdefault("DIGITALFRONT_CDS_WARM", "on")  # load the NLP pipeline before the first CDS call
+    app = create_app(services=build_services(migrate=False))
+    gc.freeze()  # start-up objects (models, definitions) leave the GC's scans: shorter request-time pauses
+    return app
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from interfaces.fhir_write import router_transaction
+from interfaces.fhir_write import RouterGroupWriter, router_transaction
 from interfaces.pipeline import Hl7Pipeline
 from interfaces.store import MessageStore
 
@@ -18,8 +18,14 @@ def pipeline_for(services: Any) -> Hl7Pipeline:
         return existing
     settings = getattr(services, "settings", None)
     extra = getattr(settings, "extra", {}) or {}
+    repo = getattr(services, "repo", None)
+    # group commit needs the message store and the FHIR tables in one database (one transaction)
+    group = RouterGroupWriter(services.router, repo) if getattr(repo, "engine", None) is services.engine else None
     pipeline = Hl7Pipeline(
-        MessageStore(services.engine), router_transaction(services.router), parser=extra.get("hl7_parser", "er7")
+        MessageStore(services.engine),
+        router_transaction(services.router),
+        parser=extra.get("hl7_parser", "er7"),
+        group=group,
     )
     setattr(services, _ATTR, pipeline)
     return pipeline

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
     Column,
+    Connection,
     DateTime,
     Engine,
     Index,
@@ -190,6 +192,7 @@ class MessageStore:
         ack: bytes | None = None,
         outcome: Any = None,
         duplicate_of: int | None = None,
+        conn: Connection | None = None,
     ) -> int:
         values: dict[str, Any] = {
             "received_at": datetime.now(UTC),
@@ -217,11 +220,22 @@ class MessageStore:
             )
         if status != "received":
             values["processed_at"] = values["received_at"]
-        with self.engine.begin() as conn:
-            res = conn.execute(messages.insert().values(**values))
+        with self._writing(conn) as c:
+            res = c.execute(messages.insert().values(**values))
             return int(res.inserted_primary_key[0])  # type: ignore[index]
 
-    def find_original(self, sending_application: str, sending_facility: str, control_id: str) -> StoredMessage | None:
+    @contextmanager
+    def _writing(self, conn: Connection | None) -> Iterator[Connection]:
+        """``conn`` when the caller holds a transaction (group commit), else a transaction of our own."""
+        if conn is not None:
+            yield conn
+            return
+        with self.engine.begin() as own:
+            yield own
+
+    def find_original(
+        self, sending_application: str, sending_facility: str, control_id: str, conn: Connection | None = None
+    ) -> StoredMessage | None:
         """The first non-duplicate copy of a (MSH-3, MSH-4, MSH-10) key, if any."""
         if not control_id:
             return None
@@ -236,8 +250,11 @@ class MessageStore:
             .order_by(messages.c.id)
             .limit(1)
         )
-        with self.engine.connect() as conn:
+        if conn is not None:
             r = conn.execute(q).first()
+        else:
+            with self.engine.connect() as own:
+                r = own.execute(q).first()
         return _row(r) if r is not None else None
 
     def finish(
@@ -249,9 +266,10 @@ class MessageStore:
         ack: bytes | None,
         outcome: Any = None,
         resources: list[str] | None = None,
+        conn: Connection | None = None,
     ) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
+        with self._writing(conn) as c:
+            c.execute(
                 update(messages)
                 .where(messages.c.id == msg_id)
                 .values(

@@ -125,6 +125,11 @@ class ProblemListGaps(CdsService):
     }
     required_prefetch = frozenset({"patient"})
 
+    def warm(self, settings: Any) -> None:
+        pipeline = _nlp()  # builds the medSpaCy pipeline (seconds)
+        if pipeline is not None:
+            pipeline.extract("Warm-up: no acute distress.")
+
     def invoke(self, request: JsonDict, data: PrefetchData, env: ServiceEnv,
                now: datetime | None = None) -> CdsResponse:
         now = now or datetime.now(UTC)

@@ -91,6 +91,9 @@ class ReadmissionRisk(CdsService):
     }
     required_prefetch = frozenset({"patient", "encounters"})
 
+    def warm(self, settings: Any) -> None:
+        model_prediction({}, datetime.now(UTC), settings)  # opens the ONNX session
+
     def invoke(self, request: JsonDict, data: PrefetchData, env: ServiceEnv,
                now: datetime | None = None) -> CdsResponse:
         now = now or datetime.now(UTC)

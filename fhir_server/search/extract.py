@@ -110,7 +110,7 @@ def evaluate_fhirpath(expr: str, resource: dict[str, Any]) -> list[Node]:
     try:
         import fhirpathpy  # heavy import; only for the rare expressions we do not compile
 
-        fn = _fhirpath_cache.get(expr)
+        fn: Any = _fhirpath_cache.get(expr)
         if fn is None:
             fn = fhirpathpy.compile(expr)
             _fhirpath_cache[expr] = fn
@@ -136,6 +136,7 @@ def _strings_of(val: Any, t: str | None) -> Iterator[str]:
     if isinstance(val, str):
         yield val
     elif isinstance(val, dict):
+        keys: tuple[str, ...]
         if t == "HumanName" or (t is None and ("family" in val or "given" in val)):
             keys = ("text", "family", "given", "prefix", "suffix")
         elif t == "Address" or (t is None and ("city" in val or "line" in val)):
@@ -321,10 +322,10 @@ class Extractor:
                     rows.number.append((ident, float(d)))
         elif kind == "quantity":
             for val, _t in nodes:
-                for d, system, code in quantities_of(val):
-                    canon = ucum_canonical(d, code)
-                    rows.quantity.append((ident, float(d), h64(system or "", code or "") if code else None,
-                                          h64(code) if code else None,
+                for d, system, unit in quantities_of(val):
+                    canon = ucum_canonical(d, unit)
+                    rows.quantity.append((ident, float(d), h64(system or "", unit or "") if unit else None,
+                                          h64(unit) if unit else None,
                                           float(canon[0]) if canon else None, canon[1] if canon else None))
         elif kind == "uri":
             for val, _t in nodes:

@@ -18,7 +18,13 @@ from fhir_server.search.registry import (
     SearchParamRegistry,
     compartment_definitions,
 )
-from fhir_server.search.values import escape_split, split_unescaped_keep, unescape
+from fhir_server.search.values import (
+    date_range,
+    escape_split,
+    number_range,
+    split_unescaped_keep,
+    unescape,
+)
 
 DEFAULT_COUNT = 20
 MAX_COUNT = 1000
@@ -128,9 +134,14 @@ class SearchParser:
             return Criterion(code[1:], rt, values=[unescape(v) for v in split_unescaped_keep(value, ",")])
         if code == "_list":
             return Criterion("list", rt, values=escape_split(value, ","))
+        if code in ("_query", "_filter"):
+            raise bad_request(f"{code} is not supported by this server", code="not-supported")
         sp = self.registry.get(rt, code)
         if sp is None:
             raise bad_request(f"Unknown search parameter {code!r} for {rt}", code="not-supported")
+        if sp.type == "special" or (not sp.parts and sp.type != "composite"):
+            raise bad_request(f"Search parameter {code} ({sp.type}, no indexable expression) is not supported",
+                              code="not-supported")
         if dot:
             if sp.type != "reference":
                 raise bad_request(f"Cannot chain through non-reference parameter {code}")
@@ -158,6 +169,9 @@ class SearchParser:
         values = split_unescaped_keep(value, ",")
         if any(v == "" for v in values) and modifier != "missing":
             raise bad_request(f"Empty value for search parameter {code}")
+        if modifier != "missing":
+            for v in values:
+                _check_value(sp, modifier, v)
         crit = Criterion("param", rt, param=sp, modifier=modifier or None, values=values)
         if modifier in ("in", "not-in", "below", "above") and sp.type == "token":
             crit.value_set_codes = self._expand(modifier, values)
@@ -264,6 +278,34 @@ class SearchParser:
         if target and target not in self.registry.resource_types:
             raise bad_request(f"Unknown target type {target} in include")
         return Include(src, param, target, iterate, reverse)
+
+
+PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
+
+
+def _number_part(text: str) -> str:
+    if len(text) > 2 and text[:2] in PREFIXES:
+        return text[2:]
+    return text
+
+
+def _check_value(sp: SearchParam, modifier: str, raw: str) -> None:
+    """Malformed values are 400s here, in the parser, so that handling=lenient can drop them."""
+    kind = sp.type
+    if kind == "date" and date_range(_number_part(unescape(raw))) is None:
+        raise bad_request(f"Invalid date {raw!r} for {sp.code}")
+    if kind == "number" and number_range(_number_part(unescape(raw))) is None:
+        raise bad_request(f"Invalid number {raw!r} for {sp.code}")
+    if kind == "quantity":
+        parts = escape_split(raw, "|")
+        if len(parts) not in (1, 3) or number_range(_number_part(parts[0])) is None:
+            raise bad_request(f"Malformed quantity {raw!r} for {sp.code}: use [prefix]value[|system|code]")
+    if kind == "token" and modifier in ("", "not") and len(escape_split(raw, "|")) > 2:
+        raise bad_request(f"Malformed token {raw!r} for {sp.code}: use [system|]code")
+    if kind == "token" and modifier == "of-type" and len(escape_split(raw, "|")) != 3:
+        raise bad_request(f":of-type on {sp.code} needs system|code|value")
+    if kind == "composite" and len(split_unescaped_keep(raw, "$")) != len(sp.components):
+        raise bad_request(f"Composite value {raw!r} for {sp.code} needs {len(sp.components)} parts joined by '$'")
 
 
 def _contains(expansion: dict[str, Any]) -> list[dict[str, Any]]:

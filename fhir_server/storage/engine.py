@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,16 +37,34 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
-            # Every transaction takes the write lock up front (no SQLITE_BUSY from a read lock upgraded
-            # mid-transaction, whoever the caller is), except those marked read-only: in WAL mode those
-            # never wait for writers.
-            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("readonly") else "BEGIN IMMEDIATE")
+            # Explicit transactions (``engine.begin()``, ``conn.begin()``: how every package writes) take the
+            # write lock up front, so a read lock is never upgraded mid-transaction (SQLite answers that
+            # with an immediate SQLITE_BUSY). Implicit ones (``engine.connect()`` then reads) stay deferred:
+            # in WAL mode they never wait for a writer, not even one in the same thread.
+            opts = conn.get_execution_options()
+            if opts.get("readonly") or (not opts.get("write") and _autobegin()):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
+
     if u.get_backend_name() == "postgresql" and u.get_driver_name() in ("", "psycopg2"):
         url = str(u.set(drivername="postgresql+psycopg"))
     return create_engine(url, pool_size=kwargs.pop("pool_size", 10), max_overflow=20, pool_pre_ping=True,
                          **kwargs)
+
+
+def _autobegin() -> bool:
+    """True when SQLAlchemy began this transaction implicitly (the first statement on ``connect()``)."""
+    frame = sys._getframe(2)
+    for _ in range(12):
+        if frame is None:
+            return False
+        if frame.f_code.co_name == "_autobegin":
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -37,13 +37,13 @@ from fhir_server.search.query import Criterion, Include, SearchQuery, SearchResu
 from fhir_server.search.values import (
     MAX_US,
     MIN_US,
+    UCUM_SYSTEM,
     date_range,
     escape_split,
     h64,
     normalize_string,
     number_range,
     split_unescaped_keep,
-    UCUM_SYSTEM,
     ucum_canonical,
 )
 from fhir_server.storage import tables as T
@@ -216,7 +216,7 @@ class SqlSearch:
         if self.conn.dialect.name == "postgresql":
             sql = str(stmt.compile(self.conn, compile_kwargs={"literal_binds": True}))
             plan = self.conn.execute(text("EXPLAIN (FORMAT JSON) " + sql)).scalar()
-            data = plan if isinstance(plan, list) else json.loads(plan)
+            data = plan if isinstance(plan, list) else json.loads(str(plan))
             return int(data[0]["Plan"]["Plan Rows"])
         bounded = stmt.limit(10001).subquery()
         return self.conn.execute(select(func.count()).select_from(bounded)).scalar()
@@ -310,7 +310,7 @@ class SqlSearch:
     # --- string
     def _string(self, c: Criterion, ident: int, r: Any) -> Cond:
         s = T.idx_string
-        conds = []
+        conds: list[Cond] = []
         for raw in c.values:
             v = escape_split(raw, "\x00")[0]
             if c.modifier == "exact":
@@ -332,9 +332,9 @@ class SqlSearch:
         if mod == "text":
             s = T.idx_string
             text_ident = identity(c.resource_type, c.param.code + ":text")  # type: ignore[union-attr]
-            conds = [s.c.value_norm.like(f"{_like_escape(normalize_string(v))}%", escape="\\") for v in c.values]
-            conds += [s.c.value_norm.like(f"% {_like_escape(normalize_string(v))}%", escape="\\") for v in c.values]
-            return r.c.pk.in_(select(s.c.res_pk).where(s.c.hash_identity == text_ident, or_(*conds)))
+            words = [s.c.value_norm.like(f"{_like_escape(normalize_string(v))}%", escape="\\") for v in c.values]
+            words += [s.c.value_norm.like(f"% {_like_escape(normalize_string(v))}%", escape="\\") for v in c.values]
+            return r.c.pk.in_(select(s.c.res_pk).where(s.c.hash_identity == text_ident, or_(*words)))
         if mod == "of-type":
             type_ident = identity(c.resource_type, c.param.code + ":of-type")  # type: ignore[union-attr]
             keys = []
@@ -350,14 +350,14 @@ class SqlSearch:
                 raise bad_request(f":{mod} needs the terminology service for {c.values}")
             sv = [h64(sid, s or "", code) for s, code in codes if s is not None]
             bare = [h64(sid, code) for s, code in codes if s is None]
-            conds: list[Cond] = []
+            vs_conds: list[Cond] = []
             if sv:
-                conds.append(tk.c.hash_sys_value.in_(sv))
+                vs_conds.append(tk.c.hash_sys_value.in_(sv))
             if bare:
-                conds.append(tk.c.hash_value.in_(bare))
-            if not conds:
+                vs_conds.append(tk.c.hash_value.in_(bare))
+            if not vs_conds:
                 return false()
-            return r.c.pk.in_(select(tk.c.res_pk).where(or_(*conds)))
+            return r.c.pk.in_(select(tk.c.res_pk).where(or_(*vs_conds)))
         if mod not in (None, ""):
             raise bad_request(f"Modifier :{mod} is not valid on token parameter {c.param.code}")  # type: ignore[union-attr]
         sys_value, value_only, systems = [], [], []
@@ -373,7 +373,7 @@ class SqlSearch:
                     sys_value.append(h64(sid, system, code))
             else:
                 raise bad_request(f"Malformed token value {raw!r}")
-        conds = []
+        conds: list[Cond] = []
         if sys_value:
             conds.append(r.c.pk.in_(select(tk.c.res_pk).where(tk.c.hash_sys_value.in_(sys_value))))
         if value_only:
@@ -416,7 +416,7 @@ class SqlSearch:
     # --- date
     def _date(self, c: Criterion, ident: int, r: Any) -> Cond:
         d = T.idx_date
-        conds = []
+        conds: list[Cond] = []
         for raw in c.values:
             prefix, v = split_prefix(raw)
             rng = date_range(v)
@@ -438,7 +438,7 @@ class SqlSearch:
     # --- number
     def _number(self, c: Criterion, ident: int, r: Any) -> Cond:
         n = T.idx_number
-        conds = []
+        conds: list[Cond] = []
         for raw in c.values:
             prefix, v = split_prefix(raw)
             rng = number_range(v)
@@ -450,7 +450,7 @@ class SqlSearch:
     # --- quantity
     def _quantity(self, c: Criterion, ident: int, r: Any) -> Cond:
         qt = T.idx_quantity
-        conds = []
+        conds: list[Cond] = []
         for raw in c.values:
             parts = escape_split(raw, "|")
             if len(parts) not in (1, 3):
@@ -478,7 +478,7 @@ class SqlSearch:
     # --- uri
     def _uri(self, c: Criterion, ident: int, r: Any) -> Cond:
         u = T.idx_uri
-        conds = []
+        conds: list[Cond] = []
         for raw in c.values:
             v = escape_split(raw, "\x00")[0]
             if c.modifier == "below":
@@ -501,7 +501,7 @@ class SqlSearch:
             raise bad_request(f"Composite parameter {sp.code} is not supported")
         c2type = sp.components[1].param.type  # type: ignore[union-attr]
         sid = str(ident)
-        conds = []
+        conds: list[Cond] = []
         for raw in c.values:
             pieces = split_unescaped_keep(raw, "$")
             if len(pieces) != 2:
@@ -586,6 +586,7 @@ class SqlSearch:
         assert sp is not None
         rt_ident = [identity(t, sp.code) for t in sp.base]
         agg = func.max if key.descending else func.min
+        sentinel: Any
         if sp.type == "date":
             d = T.idx_date
             col = d.c.high if key.descending else d.c.low
@@ -664,6 +665,7 @@ class SqlSearch:
         ref = T.idx_reference
         t = T.resource.alias("t")
         cols = (t.c.pk, t.c.res_type, t.c.fhir_id, t.c.version, t.c.last_updated, t.c.deleted, t.c.body)
+        conds: list[Cond]
         if not inc.reverse:
             src = [pk for pk, res in frontier if inc.source_type in ("*", res.resource_type)]
             if not src:

@@ -192,3 +192,43 @@ def test_partial_prefetch_with_a_real_smart_token_when_auth_is_on(live_server_fa
     assert r.status_code == 200  # sepsis only requires the patient, which was sent
     r = call(server, "medication-safety-sign", {**forged, "prefetch": {}})
     assert r.status_code == 412
+
+
+def test_discharge_readmission_and_problem_list_on_a_synthea_patient(server: Any) -> None:
+    """No prefetch: each service reads what it needs from our FHIR API; Synthea data alone (old stays,
+    no notes) gives no card, the hand-made current stay and note make each one fire."""
+    import base64
+
+    pid = load(server.base, "Harland_DuBuque")  # 35 inpatient stays years ago, warfarin, digoxin
+    now = datetime.now(UTC)
+
+    def post(resource: dict[str, Any]) -> dict[str, Any]:
+        r = requests.post(f"{server.base}/{resource['resourceType']}", json=resource, timeout=30)
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    def hook(hook_name: str, service: str, **ctx: Any) -> list[dict[str, Any]]:
+        body = {"hookInstance": "5e4b1b9e-2b7a-4d38-9a35-6b3d8f1f0c42", "hook": hook_name, "fhirServer": server.base,
+                "context": {"userId": "Practitioner/example", "patientId": pid, **ctx}}
+        r = call(server, service, body, key=RS)
+        assert r.status_code == 200, r.text
+        assert check_response(r.json()) == []
+        return list(r.json()["cards"])
+
+    assert hook("patient-view", "readmission-risk") == []
+    assert hook("patient-view", "problem-list-gaps") == []
+    subj = {"reference": f"Patient/{pid}"}
+    stay = post({"resourceType": "Encounter", "status": "in-progress", "subject": subj,
+                 "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+                 "period": {"start": (now - timedelta(days=9)).isoformat(timespec="seconds")}})
+    [risk] = hook("patient-view", "readmission-risk")
+    assert "LACE" in risk["summary"] and "L 5: length of stay 9.0 d" in risk["detail"]
+    discharge = hook("encounter-discharge", "discharge-readiness", encounterId=stay["id"])
+    assert [c["summary"] for c in discharge] == ["No follow-up appointment after discharge"]
+    note = "Impression: known atrial fibrillation, now pneumonia of the right lower lobe. Denies chest pain."
+    post({"resourceType": "DocumentReference", "status": "current", "subject": subj,
+          "date": now.isoformat(timespec="seconds"), "type": {"text": "Progress note"},
+          "content": [{"attachment": {"contentType": "text/plain", "data": base64.b64encode(note.encode()).decode()}}]})
+    [gaps] = hook("patient-view", "problem-list-gaps")
+    # atrial fibrillation is on Synthea's problem list (SNOMED 49436004): only pneumonia is a gap
+    assert [s["label"] for s in gaps["suggestions"]] == ["Add provisional: Pneumonia"]

@@ -20,7 +20,9 @@ HAND: list[tuple[str, str]] = [
     ("Patient", "address-city=bos"), ("Patient", "address=Massachusetts"), ("Patient", "address-postalcode=02"),
     ("Patient", "address-state=MA"), ("Patient", "address:contains=street"), ("Patient", "family:missing=true"),
     ("Patient", "family:missing=false"), ("Patient", "phonetic=har"), ("Practitioner", "name=dr"),
-    ("Practitioner", "family:contains=on"), ("Organization", "name=health"), ("Practitioner", "family=rodrigez"), ("Organization", "name:exact=Gastroenterology"), ("Organization", "name=Burgers UMC Ear\\,Nose"), ("Organization", "name:contains=hospital"),
+    ("Practitioner", "family:contains=on"), ("Organization", "name=health"), ("Practitioner", "family=rodrigez"),
+    ("Organization", "name:exact=Gastroenterology"), ("Organization", "name=Burgers UMC Ear\\,Nose"),
+    ("Organization", "name:contains=hospital"),
     ("Organization", "address-city=boston"), ("Location", "name=south"), ("Patient", "name:contains=ette"),
     ("Condition", "code:text=viral"), ("Observation", "code:text=body"), ("Observation", "code:text=glucose"),
     ("Medication", "code:text=ami"), ("Patient", "given:exact=Peter"), ("Patient", "name=José"),
@@ -74,7 +76,12 @@ HAND: list[tuple[str, str]] = [
     ("MedicationRequest", "medication=Medication/med0316"), ("MedicationRequest", "requester:missing=false"),
     ("Provenance", "target=Procedure/example/_history/1"), ("Provenance", "target:missing=false"),
     ("AuditEvent", "agent=Practitioner/xcda-author"), ("Observation", "subject:identifier=urn:oid:1.2.3|ABC"),
-    ("Immunization", "patient=Patient/example"), ("Claim", "patient:missing=false"),
+    ("Immunization", "patient=Patient/example"),
+    ("Coverage", "policy-holder=http://benefitsinc.com/FHIR/Organization/CBI35"),
+    ("MessageHeader", "receiver=http://acme.com/ehr/fhir/Practitioner/2323-33-4"),
+    ("AuditEvent", "agent:identifier=urn:oid:2.16.840.1.113883.4.2|2.16.840.1.113883.4.2"),
+    ("AuditEvent", "entity:identifier=What.id"), ("Observation", "subject=Patient/example/_history/2"),
+    ("Claim", "patient:missing=false"),
     ("List", "subject=Patient/example"), ("Observation", "focus:missing=false"),
     # --- date: prefixes, precision, periods, instants, timings
     ("Patient", "birthdate=1949"), ("Patient", "birthdate=1949-11"), ("Patient", "birthdate=1949-11-29"),
@@ -98,7 +105,14 @@ HAND: list[tuple[str, str]] = [
     ("MedicationAdministration", "effective-time=2015-01-15"), ("ServiceRequest", "authored=ge2014"),
     ("RiskAssessment", "date=ge2006"), ("Task", "authored-on=2016"), ("Appointment", "date=2013-12"),
     ("Coverage", "_id=9876B1"), ("Observation", "date=ap2012-09-17"),
+    ("ServiceRequest", "occurrence=2013-05-08"), ("ServiceRequest", "occurrence=ge2014"),
+    ("CarePlan", "activity-date:missing=false"), ("AuditEvent", "date=lt2013-06-20T23:42:24Z"),
+    ("Patient", "_tag=synthea-5-2019"),
+    ("Observation", "_tag=https://smarthealthit.org/tags|synthea-5-2019&code=8302-2"),
+    ("DiagnosticReport", "issued=ge2013-05-15T19:32:52%2B01:00"), ("Encounter", "date=ge2019-05-01T10:00:00-05:00"),
     # --- number
+    ("RiskAssessment", "probability=ap0.02"), ("RiskAssessment", "probability=ne0.02"),
+    ("RiskAssessment", "probability:missing=true"),
     ("RiskAssessment", "probability=gt0.5"), ("RiskAssessment", "probability=lt0.1"),
     ("RiskAssessment", "probability=0.02"), ("RiskAssessment", "probability=0.0004"),
     ("MolecularSequence", "variant-start=lt30000"), ("MolecularSequence", "window-start=ge20000"),
@@ -123,9 +137,11 @@ HAND: list[tuple[str, str]] = [
     ("Measure", "url:below=http://hl7.org/fhir/Measure"), ("Observation", "_profile="
                                                                           "http://hl7.org/fhir/StructureDefinition/vitalsigns"),
     ("Observation", "_profile:below=http://hl7.org/fhir/StructureDefinition/"),
-    ("Questionnaire", "_profile:missing=false"), ("ActivityDefinition", "url:above=http://example.org/ActivityDefinition/"
+    ("Questionnaire", "_profile:missing=false"),
+    ("ActivityDefinition", "url:above=http://example.org/ActivityDefinition/"
                                                                 "provide-mosquito-prevention-advice/x"),
-    ("Patient", "_source:missing=false"),
+    ("Patient", "_source:missing=false"), ("Patient", "_profile:missing=false"),
+    ("Condition", "_profile=http://hl7.org/fhir/us/core/StructureDefinition/us-core-condition"),
     # --- composite
     ("Observation", f"code-value-quantity={LOINC}|29463-7$gt80|{UCUM}|kg"),
     ("Observation", "code-value-quantity=29463-7$lt50"), ("Observation", f"code-value-quantity={LOINC}|2339-0$ge90"),
@@ -171,7 +187,8 @@ SORTS: list[tuple[str, str]] = [
     ("Patient", "_sort=birthdate"), ("Patient", "_sort=-birthdate"), ("Patient", "_sort=family,given"),
     ("Patient", "_sort=-family"), ("Observation", "code=8302-2&_sort=date"), ("Observation", "code=8302-2&_sort=-date"),
     ("Observation", "code=29463-7&_sort=value-quantity"), ("Observation", "code=29463-7&_sort=-value-quantity"),
-    ("Encounter", "_sort=-date&_count=17"), ("Condition", "_sort=code,-onset-date"), ("Patient", "_sort=gender,-birthdate"),
+    ("Encounter", "_sort=-date&_count=17"), ("Condition", "_sort=code,-onset-date"),
+    ("Patient", "_sort=gender,-birthdate"),
     ("Observation", "category=laboratory&_sort=-date,_id&_count=50"), ("Patient", "_sort=_id&_count=5"),
     ("Immunization", "_sort=date&_count=9"),
 ]

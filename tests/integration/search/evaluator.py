@@ -67,7 +67,7 @@ def _children(node: Any, name: str) -> list[tuple[Any, str | None]]:
     if name in node:
         v = node[name]
         return [(x, None) for x in (v if isinstance(v, list) else [v]) if x is not None]
-    out = []
+    out: list[tuple[Any, str | None]] = []
     for k, v in node.items():  # choice element: valueQuantity, effectiveDateTime, ...
         if k.startswith(name) and len(k) > len(name) and k[len(name)].isupper():
             tname = k[len(name):]
@@ -134,7 +134,8 @@ def walk(expr: str, start: Any, root: str | None) -> list[tuple[Any, str | None]
 
 
 def split_union(expr: str) -> list[str]:
-    out, depth, cur = [], 0, ""
+    out: list[str] = []
+    depth, cur = 0, ""
     for ch in expr:
         depth += ch == "("
         depth -= ch == ")"
@@ -178,7 +179,7 @@ def strings(node: Any) -> list[str]:
         keys = ["text", "line", "city", "district", "state", "postalCode", "country"]
     else:
         keys = [k for k in node if k not in ("id", "extension", "url", "system", "use")]
-    out = []
+    out: list[str] = []
     for k in keys:
         v = node.get(k)
         out.extend(x for x in (v if isinstance(v, list) else [v]) if isinstance(x, str))
@@ -363,8 +364,8 @@ class Evaluator:
     def matches(self, res: JsonDict, name: str, value: str) -> bool:
         rt = res["resourceType"]
         if name.startswith("_has:"):
-            _, ttype, refp, rest = name.split(":", 3)
-            return any(self.matches(other, rest, value) for other in self.by_type.get(ttype, {}).values()
+            _, src_type, refp, rest = name.split(":", 3)
+            return any(self.matches(other, rest, value) for other in self.by_type.get(src_type, {}).values()
                        if any(t == rt and i == res["id"] for t, i, _ in self.refs(other, refp)))
         head, dot, rest = name.partition(".")
         code, _, mod = head.partition(":")
@@ -384,11 +385,13 @@ class Evaluator:
         if code == "_id":
             return res["id"] in [unesc(v) for v in split(value, ",")]
         if code == "_list":
-            return any((rt, res["id"]) == (t, i) for lid in split(value, ",")
-                       for lst in [self.by_type.get("List", {}).get(lid)] if lst
-                       for e in lst.get("entry", []) for t, i in [REF.match(e.get("item", {}).get(
-                           "reference", "")).groups() if REF.match(e.get("item", {}).get("reference", "")) else
-                           (None, None)])
+            for lid in split(value, ","):
+                lst = self.by_type.get("List", {}).get(lid) or {}
+                for e in lst.get("entry", []):
+                    m = REF.match(str(e.get("item", {}).get("reference", "")))
+                    if m and m.groups() == (rt, res["id"]):
+                        return True
+            return False
         if code in ("_text", "_content"):
             return self.fulltext(res, code, value)
         sp = self.param(rt, code)
@@ -455,7 +458,7 @@ class Evaluator:
             v = unesc(raw)
             if mod == "identifier":
                 parts = [unesc(p) for p in split(raw, "|")]
-                idents = [n.get("identifier") for n, _ in nodes if isinstance(n, dict) and n.get("identifier")]
+                idents = [n["identifier"] for n, _ in nodes if isinstance(n, dict) and n.get("identifier")]
                 return any((len(parts) == 1 and i.get("value") == parts[0]) or
                            (len(parts) == 2 and i.get("system") == parts[0] and i.get("value") == parts[1])
                            for i in idents)

@@ -28,7 +28,7 @@ def get(world: World, path: str, query: list[tuple[str, str]], headers: dict[str
     [("gender:exact", "male")], [("_sort", "nonsense")], [("_include", "Patient:nonsense")],
     [("_total", "sometimes")], [("_summary", "partial")], [("general-practitioner.nonsense", "x")],
     [("_has:Observation:nonsense:code", "x")], [("family", "")], [("name:missing", "maybe")],
-    [("identifier:of-type", "just-one-part")], [("birthdate", "2000-13-45")], [("_id:exact", "x")],
+    [("identifier:of-type", "just-one-part")], [("_query", "everything")], [("_filter", "name eq x")], [("birthdate", "2000-13-45")], [("_id:exact", "x")],
 ])
 def test_bad_parameters_are_400_operation_outcomes(world: World, query: list[tuple[str, str]]) -> None:
     resp = get(world, "Patient", query)
@@ -48,6 +48,16 @@ def test_lenient_handling_ignores_unknown_and_says_so(world: World) -> None:
     assert matches == world.ev.search("Patient", [("family", "hart")])
     outcome = [e for e in bundle["entry"] if e["search"]["mode"] == "outcome"]
     assert outcome and "nonsense" in outcome[0]["resource"]["issue"][0]["diagnostics"]
+
+
+def test_lenient_handling_drops_malformed_values(world: World) -> None:
+    query = [("birthdate", "not-a-date"), ("gender", "male"), ("_count", "1000")]
+    strict = get(world, "Patient", query)
+    assert strict.status == 400
+    resp = get(world, "Patient", query, {"prefer": "handling=lenient"})
+    assert resp.status == 200
+    matches = {e["resource"]["id"] for e in resp.resource["entry"] if e["search"]["mode"] == "match"}
+    assert matches == world.ev.search("Patient", [("gender", "male")])
 
 
 def test_summary_count_and_totals(world: World) -> None:

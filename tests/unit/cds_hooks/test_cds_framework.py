@@ -259,3 +259,23 @@ def test_invalid_cards_are_dropped_system_actions_pass_and_crashes_are_500(make_
     r = cds.post("/cds-services/mixed", req)
     assert r.status_code == 500 and r.get_json()["resourceType"] == "OperationOutcome"
     assert "bug" not in r.get_data(as_text=True)
+
+
+class Slow(CdsService):
+    id, hook, title, description = "slow", "patient-view", "slow", "test service"
+
+    def __init__(self) -> None:
+        import threading
+
+        self.ready = threading.Event()
+
+    def warm(self, settings: Any) -> None:
+        assert settings is not None
+        self.ready.set()
+
+
+def test_warm_up_runs_in_the_background_only_when_enabled(make_cds: Any) -> None:
+    off, on = Slow(), Slow()
+    make_cds(services=[off])
+    make_cds(services=[on], cds_warm="on")
+    assert on.ready.wait(10) and not off.ready.is_set()

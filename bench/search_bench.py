@@ -1,0 +1,217 @@
+"""Search at scale (issue 3): clone the Synthea corpus into a database of N resources, then run a fixed mix.
+
+For every query the same-run baseline is the identical result set fetched by primary key from the same
+database (the floor any engine pays to return those rows). Reports load time and rate (first vs last
+slice, to show whether ingest degrades as the database grows), index size per stored resource byte, and
+p50/p95/req/s per query.
+
+    .venv/bin/python bench/search_bench.py [--quick] [--resources 1000000] [--postgres] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gzip
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SYNTHEA = ROOT.parent / "shared" / "corpora" / "synthea-r4"
+
+
+def load_corpus() -> list[dict]:
+    files = sorted(SYNTHEA.glob("*.json.gz")) or sorted((ROOT / "digitalfront" / "demo_data").glob("*.json.gz"))
+    return [json.loads(gzip.open(f).read()) for f in files]
+
+
+def clone(bundle: dict, n: int) -> dict:
+    """A copy with fresh placeholder ids and identifiers, so each clone is a new patient."""
+    b = copy.deepcopy(bundle)
+    mapping = {e["fullUrl"]: f"urn:uuid:{uuid.uuid4()}" for e in b["entry"] if e.get("fullUrl")}
+    text = json.dumps(b)
+    for old, new in mapping.items():
+        text = text.replace(old, new)
+    b = json.loads(text)
+    for e in b["entry"]:
+        res = e["resource"]
+        for ident in res.get("identifier", []) or []:
+            if isinstance(ident, dict) and "value" in ident:
+                ident["value"] = f"{ident['value']}-c{n}"
+    return b
+
+
+def ingest(svc: Any, corpus: list[dict], target: int) -> dict:
+    from fhir_server.model import FhirRequest
+
+    done, n, rates = 0, 0, []
+    t0 = time.perf_counter()
+    while done < target:
+        window_start, window_n = time.perf_counter(), 0
+        for b in corpus:
+            bundle = b if n == 0 else clone(b, n)
+            resp = svc.router.handle(FhirRequest("POST", "", resource=bundle))
+            assert resp.status == 200, resp.resource
+            done += len(bundle["entry"])
+            window_n += len(bundle["entry"])
+            if done >= target:
+                break
+        rates.append((done, window_n / (time.perf_counter() - window_start)))
+        print(f"  loaded {done} resources ({rates[-1][1]:.0f}/s in the last pass)", flush=True)
+        n += 1
+    total = time.perf_counter() - t0
+    return {"resources": done, "seconds": total, "rate_first_pass": rates[0][1], "rate_last_pass": rates[-1][1],
+            "last_vs_first": rates[-1][1] / rates[0][1]}
+
+
+def sizes(svc: Any) -> dict:
+    from sqlalchemy import text
+
+    with svc.engine.connect() as conn:
+        if svc.engine.dialect.name == "sqlite":
+            try:
+                rows = conn.execute(text("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name")).all()
+            except Exception:  # noqa: BLE001 - dbstat not compiled in
+                return {}
+            by = {r[0]: r[1] for r in rows}
+        else:
+            rows = conn.execute(text(
+                "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c JOIN pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r'")).all()
+            by = {r[0]: r[1] for r in rows}
+        body = conn.execute(text("SELECT SUM(LENGTH(CAST(body AS TEXT))) FROM fhir_resource")).scalar() or 1
+    index = sum(v for k, v in by.items() if k.startswith("idx_") or k.startswith("ix_") or k.startswith("sqlite_autoindex"))
+    return {"resource_body_bytes": body, "index_bytes": index, "index_bytes_per_body_byte": index / body,
+            "all_tables_bytes": sum(by.values())}
+
+
+def mix(svc: Any, rng: random.Random) -> list[tuple[str, str, list[tuple[str, str]]]]:
+    """The issue's fixed mix, parameterised from real stored data."""
+    client = svc.client
+    patients = client.search("Patient", [("_count", "50")], limit=50)
+    p = rng.choice(patients)
+    family = p["name"][0]["family"]
+    ident = next(i for i in p["identifier"] if i.get("system") and i.get("value"))
+    obs = client.search("Observation", [("subject", f"Patient/{p['id']}"), ("_count", "1")], limit=1)[0]
+    code = obs["code"]["coding"][0]
+    cond = client.search("Condition", [("_count", "1")], limit=1)[0]["code"]["coding"][0]
+    common = "http://loinc.org|8302-2"  # body height: in every Synthea record
+    return [
+        ("Patient?name", "Patient", [("name", family)]),
+        ("Patient?identifier", "Patient", [("identifier", f"{ident['system']}|{ident['value']}")]),
+        ("Observation?patient&code&date", "Observation", [("patient", p["id"]), ("code", f"{code['system']}|{code['code']}"),
+                                                         ("date", "ge2000-01-01")]),
+        ("Observation?subject&_sort=-date&_count=10", "Observation", [("subject", f"Patient/{p['id']}"),
+                                                                     ("_sort", "-date"), ("_count", "10")]),
+        ("Encounter?patient&_revinclude", "Encounter", [("patient", p["id"]), ("_revinclude", "Condition:encounter")]),
+        ("Condition?code:below", "Condition", [("code:below", f"{cond['system']}|{cond['code']}")]),
+        ("Observation?subject.name", "Observation", [("subject.name", family), ("_count", "20")]),
+        ("Patient?_has:Observation:patient:code", "Patient", [("_has:Observation:patient:code",
+                                                               f"{code['system']}|{code['code']}"), ("_count", "20")]),
+        ("Patient/$everything", f"Patient/{p['id']}/$everything", [("_count", "100")]),
+        ("Observation?code=common (page 1 + total)", "Observation", [("code", common), ("_total", "accurate")]),
+    ]
+
+
+def by_pk(svc: Any, keys: list[tuple[str, str]]) -> float:
+    from sqlalchemy import select, tuple_
+
+    from fhir_server.storage.tables import resource
+
+    t = time.perf_counter()
+    if keys:
+        with svc.engine.connect() as conn:
+            conn.execute(select(resource.c.body).where(tuple_(resource.c.res_type, resource.c.fhir_id).in_(keys))).all()
+    return time.perf_counter() - t
+
+
+def run_mix(svc: Any, repeats: int, seed: int) -> dict:
+    from fhir_server.model import FhirRequest
+
+    rng = random.Random(seed)
+    results: dict[str, dict[str, list[float]]] = {}
+    for _ in range(repeats):
+        for name, path, query in mix(svc, rng):
+            t = time.perf_counter()
+            resp = svc.router.handle(FhirRequest("GET", path, query))
+            dt = time.perf_counter() - t
+            if resp.status != 200:
+                raise SystemExit(f"{name}: {resp.status} {resp.resource}")
+            keys = [(e["resource"]["resourceType"], e["resource"]["id"]) for e in resp.resource.get("entry", [])
+                    if "resource" in e]
+            r = results.setdefault(name, {"ours": [], "pk": [], "n": []})
+            r["ours"].append(dt)
+            r["pk"].append(by_pk(svc, keys))
+            r["n"].append(len(keys))
+    out = {}
+    for name, r in results.items():
+        ours = sorted(r["ours"])
+        pk = sorted(r["pk"])
+        out[name] = {"p50_ms": statistics.median(ours) * 1000, "p95_ms": ours[int(len(ours) * 0.95) - 1] * 1000,
+                     "max_ms": ours[-1] * 1000, "req_per_s": len(ours) / sum(ours),
+                     "baseline_pk_p50_ms": statistics.median(pk) * 1000,
+                     "ratio_p50": statistics.median(ours) / max(statistics.median(pk), 1e-6),
+                     "results_median": statistics.median(r["n"])}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--resources", type=int, default=1_000_000)
+    ap.add_argument("--postgres", action="store_true")
+    ap.add_argument("--keep", default=None, help="folder for the SQLite file (reused if present)")
+    ap.add_argument("--repeats", type=int, default=20)
+    args = ap.parse_args()
+    target = 30_000 if args.quick else args.resources
+    from digitalfront.app import build_services
+    from digitalfront.config import Settings
+
+    corpus = load_corpus()
+    report: dict = {"machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
+                    "target_resources": target}
+    folder = args.keep or tempfile.mkdtemp(prefix="df-search-bench-")
+    urls = [("sqlite", f"sqlite:///{folder}/search.db")]
+    pg_name = None
+    if args.postgres:
+        import psycopg
+
+        pg_name = f"df_search_bench_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True) as c:
+            c.execute(f'CREATE DATABASE "{pg_name}"')
+        urls.append(("postgresql", f"postgresql+psycopg://postgres@127.0.0.1:5432/{pg_name}"))
+    try:
+        for db, url in urls:
+            svc = build_services(Settings(database_url=url, auth=False))
+            existing = sum(svc.repo.count_by_type().values())
+            print(f"== {db}: {existing} resources present, loading to {target}", flush=True)
+            report[f"{db}_ingest"] = ingest(svc, corpus, target - existing) if existing < target else {
+                "resources": existing, "reused": True}
+            report[f"{db}_sizes"] = sizes(svc)
+            run_mix(svc, 2, seed=1)  # warm caches
+            report[f"{db}_mix"] = run_mix(svc, 5 if args.quick else args.repeats, seed=42)
+            print(json.dumps({db: report[f"{db}_mix"]}, indent=1), flush=True)
+            svc.engine.dispose()
+    finally:
+        if pg_name:
+            import psycopg
+
+            with psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True) as c:
+                c.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+    (ROOT / "bench" / "out").mkdir(exist_ok=True)
+    (ROOT / "bench" / "out" / "search.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""The terminology operations and the terminology-backed token search modifiers over real HTTP:
+the full app (create_app with every plugin) behind a real WSGI server (``live_server``), the core R4
+terminology loaded in the background at start, plain ``requests`` as the client."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import requests
+
+ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+CLINICAL_VS = "http://hl7.org/fhir/ValueSet/condition-clinical"
+GENDER = "http://hl7.org/fhir/administrative-gender"
+GENDER_VS = "http://hl7.org/fhir/ValueSet/administrative-gender"
+FHIR_JSON = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
+
+CS_URL = "http://example.org/fhir/CodeSystem/respiratory-findings"
+VS_URL = "http://example.org/fhir/ValueSet/lower-airway"
+CODE_SYSTEM = {
+    "resourceType": "CodeSystem", "url": CS_URL, "version": "1", "status": "active", "content": "complete",
+    "hierarchyMeaning": "is-a",
+    "concept": [
+        {"code": "resp", "display": "Respiratory finding", "concept": [
+            {"code": "lower", "display": "Lower airway finding", "concept": [
+                {"code": "wheeze", "display": "Wheezing"},
+                {"code": "crackles", "display": "Crackles"}]},
+            {"code": "upper", "display": "Upper airway finding", "concept": [
+                {"code": "stridor", "display": "Stridor"}]}]},
+        {"code": "other", "display": "Other finding"}],
+}
+VALUE_SET = {
+    "resourceType": "ValueSet", "url": VS_URL, "status": "active",
+    "compose": {"include": [{"system": CS_URL, "filter": [{"property": "concept", "op": "is-a", "value": "lower"}]}]},
+}
+
+
+@pytest.fixture
+def tx(live_server: Any) -> Any:
+    """The live server once its core terminology has finished loading (in the background thread)."""
+    svc = live_server.services.terminology
+    deadline = time.monotonic() + 30
+    while not svc.core_ready():
+        if time.monotonic() > deadline:
+            pytest.fail("core R4 terminology not loaded within 30 s")
+        time.sleep(0.2)
+    return live_server
+
+
+def _get(live: Any, path: str, expect: int = 200, **params: str) -> dict[str, Any]:
+    r = requests.get(f"{live.base}/{path}", params=params, headers={"Accept": "application/fhir+json"}, timeout=30)
+    assert r.status_code == expect, r.text
+    body: dict[str, Any] = r.json()
+    if expect >= 400:
+        assert body["resourceType"] == "OperationOutcome" and body["issue"][0]["severity"] == "error"
+    return body
+
+
+def _post(live: Any, path: str, resource: dict[str, Any], expect: int = 201) -> dict[str, Any]:
+    r = requests.post(f"{live.base}/{path}", json=resource, headers=FHIR_JSON, timeout=30)
+    assert r.status_code == expect, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def _param(params: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    return [p for p in params.get("parameter", []) if p["name"] == name]
+
+
+def _codes(valueset: dict[str, Any]) -> list[str]:
+    return [c["code"] for c in valueset["expansion"].get("contains", [])]
+
+
+def _ids(bundle: dict[str, Any]) -> set[str]:
+    return {e["resource"]["id"] for e in bundle.get("entry", [])}
+
+
+def test_lookup_and_subsumes_on_core_code_systems(tx):
+    out = _get(tx, "CodeSystem/$lookup", system=ACT, code="AMB", property="parent")
+    assert _param(out, "display")[0]["valueString"] == "ambulatory"
+    assert _param(out, "name")[0]["valueString"] == "v3.ActCode"
+    parents = [{p["name"]: p for p in prop["part"]} for prop in _param(out, "property")]
+    assert any(p["code"]["valueCode"] == "parent" and p["value"]["valueCode"] == "_ActEncounterCode"
+               for p in parents)
+    _get(tx, "CodeSystem/$lookup", 404, system=ACT, code="NO-SUCH-CODE")
+    _get(tx, "CodeSystem/$lookup", 400, system=ACT)  # code missing
+
+    def outcome(a: str, b: str) -> str:
+        return str(_param(_get(tx, "CodeSystem/$subsumes", system=CLINICAL, codeA=a, codeB=b),
+                          "outcome")[0]["valueCode"])
+
+    assert outcome("inactive", "resolved") == "subsumes"
+    assert outcome("resolved", "inactive") == "subsumed-by"
+    assert outcome("active", "active") == "equivalent"
+    assert outcome("active", "resolved") == "not-subsumed"
+    _get(tx, "CodeSystem/$subsumes", 422, system=CLINICAL, codeA="active", codeB="bogus")
+
+
+def test_expand_and_validate_code(tx):
+    vs = _get(tx, "ValueSet/$expand", url=CLINICAL_VS)
+    assert sorted(_codes(vs)) == ["active", "inactive", "recurrence", "relapse", "remission", "resolved"]
+    page = _get(tx, "ValueSet/$expand", url=GENDER_VS, count="2", offset="1")
+    assert _codes(page) == ["female", "other"]
+    langs = _get(tx, "ValueSet/$expand", url="http://hl7.org/fhir/ValueSet/languages", filter="engl")
+    assert "en" in _codes(langs) and "de" not in _codes(langs)
+    _get(tx, "ValueSet/$expand", 404, url="http://example.org/fhir/ValueSet/nope")
+
+    ok = _get(tx, "ValueSet/$validate-code", url=GENDER_VS, system=GENDER, code="female")
+    assert _param(ok, "result")[0]["valueBoolean"] is True
+    bad = _get(tx, "ValueSet/$validate-code", url=GENDER_VS, system=GENDER, code="femme")
+    assert _param(bad, "result")[0]["valueBoolean"] is False and _param(bad, "message")
+    body = {"resourceType": "Parameters", "parameter": [
+        {"name": "url", "valueUri": GENDER_VS},
+        {"name": "codeableConcept", "valueCodeableConcept": {"coding": [{"system": GENDER, "code": "male"}]}}]}
+    posted = _post(tx, "ValueSet/$validate-code", body, expect=200)
+    assert _param(posted, "result")[0]["valueBoolean"] is True
+    cs_level = _get(tx, "CodeSystem/$validate-code", url=ACT, code="AMB")
+    assert _param(cs_level, "result")[0]["valueBoolean"] is True
+
+
+def test_translate_forward_and_reverse(tx):
+    out = _get(tx, "ConceptMap/$translate", url="http://hl7.org/fhir/ConceptMap/cm-address-use-v2",
+               system="http://hl7.org/fhir/address-use", code="home")
+    assert _param(out, "result")[0]["valueBoolean"] is True
+    concepts = [p["valueCoding"] for m in _param(out, "match") for p in m["part"] if p["name"] == "concept"]
+    assert {"system": "http://terminology.hl7.org/CodeSystem/v2-0190", "code": "H"} in concepts
+    rev = _get(tx, "ConceptMap/$translate", system="http://terminology.hl7.org/CodeSystem/v2-0190", code="BA",
+               reverse="true")
+    assert [p["valueCoding"]["code"] for m in _param(rev, "match") for p in m["part"]
+            if p["name"] == "concept"] == ["old"]
+    _get(tx, "ConceptMap/$translate", 400)
+
+
+def test_resources_written_over_rest_drive_operations_and_instance_level_calls(tx):
+    cs = _post(tx, "CodeSystem", CODE_SYSTEM)
+    vs = _post(tx, "ValueSet", VALUE_SET)
+    out = _get(tx, f"CodeSystem/{cs['id']}/$lookup", code="wheeze")
+    assert _param(out, "display")[0]["valueString"] == "Wheezing"
+    sub = _get(tx, "CodeSystem/$subsumes", system=CS_URL, codeA="resp", codeB="stridor")
+    assert _param(sub, "outcome")[0]["valueCode"] == "subsumes"
+    assert sorted(_codes(_get(tx, f"ValueSet/{vs['id']}/$expand"))) == ["crackles", "lower", "wheeze"]
+    assert sorted(_codes(_get(tx, "ValueSet/$expand", url=VS_URL))) == ["crackles", "lower", "wheeze"]
+    no = _get(tx, "ValueSet/$validate-code", url=VS_URL, system=CS_URL, code="stridor")
+    assert _param(no, "result")[0]["valueBoolean"] is False
+    _get(tx, "CodeSystem/no-such-id/$lookup", 404, code="wheeze")
+
+
+def _observation(code: str, system: str = CS_URL) -> dict[str, Any]:
+    return {"resourceType": "Observation", "status": "final", "subject": {"reference": "Patient/p1"},
+            "code": {"coding": [{"system": system, "code": code}]}}
+
+
+def test_token_in_and_below_search_through_the_terminology_service(tx):
+    _post(tx, "CodeSystem", CODE_SYSTEM)
+    _post(tx, "ValueSet", VALUE_SET)
+    ids = {code: _post(tx, "Observation", _observation(code))["id"]
+           for code in ("resp", "lower", "wheeze", "crackles", "upper", "stridor", "other")}
+    elsewhere = _post(tx, "Observation", _observation("wheeze", "http://example.org/other-system"))["id"]
+
+    found = _get(tx, "Observation", **{"code:in": VS_URL})
+    assert _ids(found) == {ids["lower"], ids["wheeze"], ids["crackles"]}
+    below = _get(tx, "Observation", **{"code:below": f"{CS_URL}|upper"})
+    assert _ids(below) == {ids["upper"], ids["stridor"]}
+    below_root = _get(tx, "Observation", **{"code:below": f"{CS_URL}|resp"})
+    assert _ids(below_root) == set(ids.values()) - {ids["other"]}
+    assert elsewhere not in _ids(below_root)  # same code, different system
+    above = _get(tx, "Observation", **{"code:above": f"{CS_URL}|wheeze"})
+    assert _ids(above) == {ids["resp"], ids["lower"], ids["wheeze"]}
+    not_in = _get(tx, "Observation", **{"code:not-in": VS_URL})
+    assert _ids(not_in) == {ids["resp"], ids["upper"], ids["stridor"], ids["other"], elsewhere}
+    combined = _get(tx, "Observation", **{"code:in": VS_URL, "code:below": f"{CS_URL}|wheeze"})
+    assert _ids(combined) == {ids["wheeze"]}  # AND of two criteria
+
+    for cs in ("active", "recurrence", "inactive", "remission", "resolved"):
+        _post(tx, "Condition", {"resourceType": "Condition", "subject": {"reference": "Patient/p1"},
+                                "clinicalStatus": {"coding": [{"system": CLINICAL, "code": cs}]},
+                                "code": {"text": f"condition {cs}"}})
+    inactive = _get(tx, "Condition", **{"clinical-status:below": f"{CLINICAL}|inactive"})
+    assert sorted(e["resource"]["clinicalStatus"]["coding"][0]["code"] for e in inactive["entry"]) == \
+        ["inactive", "remission", "resolved"]
+    assert _get(tx, "Condition", **{"clinical-status:in": CLINICAL_VS})["total"] == 5
+
+
+def test_search_modifier_errors_are_operation_outcomes(tx):
+    _get(tx, "Observation", 400, **{"code:in": "http://example.org/fhir/ValueSet/unknown"})
+    _get(tx, "Observation", 400, **{"code:below": "no-system-bar"})
+    _get(tx, "Observation", 400, **{"status:below": "x"})  # not a token? status is a token: bar missing
