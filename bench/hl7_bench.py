@@ -1,9 +1,12 @@
 """HL7v2 MLLP ingest benchmark: messages/s and p99 ACK latency, end to end to the ACK after commit.
 
 Baseline in the same run: the same asyncio listener answering AA without any processing.
-The client runs in a separate process (multiprocessing) over N connections.
+The clients run in separate processes (multiprocessing), one per connection, each waiting for the ACK
+of a message before sending the next (as MLLP senders do).  Rows: group commit (the listener's
+default) and one message per transaction (``group_commit=False``), on SQLite and PostgreSQL.
+Figures are medians over ``--runs`` runs.
 
-    .venv/bin/python bench/hl7_bench.py [--quick] [--messages 600] [--connections 2] [--postgres URL]
+    .venv/bin/python bench/hl7_bench.py [--quick] [--messages 600] [--connections 8] [--runs 3] [--postgres URL]
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from interfaces.ack import build_ack  # noqa: E402
 from interfaces.client import MllpClient, ack_code  # noqa: E402
-from interfaces.mllp import ListenerHandle, MllpServer  # noqa: E402
+from interfaces.mllp import ListenerHandle, MllpServer, start_pipeline_listener  # noqa: E402
 from interfaces.parsing import parse  # noqa: E402
 from interfaces.pipeline import IngestResult  # noqa: E402
 
@@ -90,60 +93,107 @@ def baseline_handler(raw: bytes, source: str, on_commit: object = None) -> Inges
     return IngestResult(0, "processed", "AA", [build_ack(h, "AA")])
 
 
-def run_listener(handler, messages: list[bytes], connections: int) -> dict:
-    handle = ListenerHandle(MllpServer(handler, host="127.0.0.1", port=0))
+def baseline_batch(items: list) -> list[IngestResult]:
+    return [baseline_handler(raw, source) for raw, source, _ in items]
+
+
+def run_baseline(messages: list[bytes], connections: int) -> dict:
+    handle = ListenerHandle(MllpServer(baseline_handler, host="127.0.0.1", port=0, batch_handler=baseline_batch))
     try:
         return drive(handle.port, messages, connections)
     finally:
         handle.stop()
 
 
-def full(db_url: str, messages: list[bytes], connections: int) -> dict:
+def full(db_url: str, messages: list[bytes], connections: int, group_commit: bool) -> dict:
     from digitalfront.app import build_services
     from digitalfront.config import Settings
     from interfaces.service import pipeline_for
 
     services = build_services(Settings(database_url=db_url, auth=False))
     pipeline = pipeline_for(services)
-    warm = make_messages(10, seed=1)
-    for m in warm:
+    for m in make_messages(10, seed=1):
         pipeline.ingest(m, "warmup")
-    return run_listener(pipeline.ingest, messages, connections)
+    handle = start_pipeline_listener(pipeline, "127.0.0.1", 0, group_commit=group_commit)
+    try:
+        return drive(handle.port, messages, connections)
+    finally:
+        handle.stop()
+        services.engine.dispose()
+
+
+def median_of(results: list[dict]) -> dict:
+    codes: dict[str, int] = {}
+    for r in results:
+        for k, v in r["codes"].items():
+            codes[k] = codes.get(k, 0) + v
+    return {"msgs_per_s": statistics.median(r["msgs_per_s"] for r in results),
+            "p50_ms": statistics.median(r["p50_ms"] for r in results),
+            "p99_ms": statistics.median(r["p99_ms"] for r in results), "codes": codes}
+
+
+def pg_database(admin_url: str):
+    from sqlalchemy import create_engine, text
+
+    name = f"hl7bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f"CREATE DATABASE {name}"))
+
+    def drop() -> None:
+        with admin.connect() as c:
+            c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
+
+    return admin_url.rsplit("/", 1)[0] + "/" + name, drop
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--messages", type=int, default=600)
-    ap.add_argument("--connections", type=int, default=2)
+    ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    ap.add_argument("--skip-single", action="store_true", help="skip the one-message-per-transaction rows")
     args = ap.parse_args()
     n = 100 if args.quick else args.messages
-    msgs = make_messages(n)
-    rows = []
-    base = run_listener(baseline_handler, msgs, args.connections)
-    rows.append(("baseline: AA without processing", base))
-    with tempfile.TemporaryDirectory() as tmp:
-        rows.append(("SQLite (WAL), full pipeline", full(f"sqlite:///{tmp}/bench.db", msgs, args.connections)))
-    try:
-        from sqlalchemy import create_engine, text
-
-        name = f"hl7bench_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(args.postgres, isolation_level="AUTOCOMMIT")
-        with admin.connect() as c:
-            c.execute(text(f"CREATE DATABASE {name}"))
-        try:
-            rows.append(("PostgreSQL, full pipeline",
-                         full(args.postgres.rsplit("/", 1)[0] + "/" + name, make_messages(n, seed=8),
-                              args.connections)))
-        finally:
-            with admin.connect() as c:
-                c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    except Exception as exc:  # noqa: BLE001
-        print(f"PostgreSQL skipped: {exc}", file=sys.stderr)
-    print(f"{n} messages (ADT + ORU with 10-30 OBX), {args.connections} client connections in separate processes")
+    runs = 1 if args.quick else args.runs
+    rows: list[tuple[str, list[dict]]] = [("baseline: AA without processing", []),
+                                          ("SQLite (WAL), group commit", []), ("SQLite, 1 msg/transaction", []),
+                                          ("PostgreSQL, group commit", []), ("PostgreSQL, 1 msg/transaction", [])]
+    pg_ok = True
+    for run in range(runs):
+        msgs = make_messages(n, seed=7 + run)  # fresh control ids per run and database
+        rows[0][1].append(run_baseline(msgs, args.connections))
+        for group, idx in ((True, 1), (False, 2)):
+            if not group and args.skip_single:
+                continue
+            with tempfile.TemporaryDirectory() as tmp:
+                rows[idx][1].append(full(f"sqlite:///{tmp}/bench.db", msgs, args.connections, group))
+        if not pg_ok:
+            continue
+        for group, idx in ((True, 3), (False, 4)):
+            if not group and args.skip_single:
+                continue
+            try:
+                url, drop = pg_database(args.postgres)
+            except Exception as exc:  # noqa: BLE001
+                print(f"PostgreSQL skipped: {exc}", file=sys.stderr)
+                pg_ok = False
+                break
+            try:
+                rows[idx][1].append(full(url, msgs, args.connections, group))
+            finally:
+                drop()
+    base = median_of(rows[0][1])
+    print(f"{n} messages (ADT + ORU with 10-30 OBX), {args.connections} client connections in separate "
+          f"processes, median of {runs} run(s)")
     print(f"{'run':38} {'msg/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'vs baseline':>12}  acks")
-    for name, r in rows:
+    for name, results in rows:
+        if not results:
+            continue
+        r = median_of(results)
         print(f"{name:38} {r['msgs_per_s']:8.1f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} "
               f"{r['msgs_per_s'] / base['msgs_per_s']:11.3f}x  {r['codes']}")
     return 0

@@ -104,7 +104,6 @@ def mix(svc: Any, rng: random.Random) -> list[tuple[str, str, list[tuple[str, st
     ident = next(i for i in p["identifier"] if i.get("system") and i.get("value"))
     obs = client.search("Observation", [("subject", f"Patient/{p['id']}"), ("_count", "1")], limit=1)[0]
     code = obs["code"]["coding"][0]
-    cond = client.search("Condition", [("_count", "1")], limit=1)[0]["code"]["coding"][0]
     common = "http://loinc.org|8302-2"  # body height: in every Synthea record
     return [
         ("Patient?name", "Patient", [("name", family)]),
@@ -114,7 +113,7 @@ def mix(svc: Any, rng: random.Random) -> list[tuple[str, str, list[tuple[str, st
         ("Observation?subject&_sort=-date&_count=10", "Observation", [("subject", f"Patient/{p['id']}"),
                                                                      ("_sort", "-date"), ("_count", "10")]),
         ("Encounter?patient&_revinclude", "Encounter", [("patient", p["id"]), ("_revinclude", "Condition:encounter")]),
-        ("Condition?code:below", "Condition", [("code:below", f"{cond['system']}|{cond['code']}")]),
+        ("Condition?code:below", "Condition", [("code:below", f"{SNOMED}|{DISORDER}")]),
         ("Observation?subject.name", "Observation", [("subject.name", family), ("_count", "20")]),
         ("Patient?_has:Observation:patient:code", "Patient", [("_has:Observation:patient:code",
                                                                f"{code['system']}|{code['code']}"), ("_count", "20")]),
@@ -123,15 +122,38 @@ def mix(svc: Any, rng: random.Random) -> list[tuple[str, str, list[tuple[str, st
     ]
 
 
+SNOMED, DISORDER = "http://snomed.info/sct", "64572001"
+
+
+def snomed_fragment(corpus: list[dict]) -> dict:
+    """A CodeSystem fragment: every Synthea condition code as a child of 'Disease (disorder)', so that
+    ``code:below=64572001`` exercises the terminology hierarchy the way a loaded SNOMED CT release would."""
+    codes = {}
+    for b in corpus:
+        for e in b["entry"]:
+            if e["resource"]["resourceType"] == "Condition":
+                for c in e["resource"]["code"].get("coding", []):
+                    if c.get("system") == SNOMED:
+                        codes[c["code"]] = c.get("display", c["code"])
+    return {"resourceType": "CodeSystem", "id": "snomed-fragment", "url": SNOMED, "status": "active",
+            "content": "fragment", "hierarchyMeaning": "is-a",
+            "concept": [{"code": DISORDER, "display": "Disease (disorder)",
+                         "concept": [{"code": k, "display": v} for k, v in sorted(codes.items())]}]}
+
+
 def by_pk(svc: Any, keys: list[tuple[str, str]]) -> float:
-    from sqlalchemy import select, tuple_
+    from sqlalchemy import and_, or_, select
 
     from fhir_server.storage.tables import resource
 
+    by_type: dict[str, list[str]] = {}
+    for t_, i in keys:
+        by_type.setdefault(t_, []).append(i)
     t = time.perf_counter()
-    if keys:
+    if keys:  # one indexed lookup per (type, id) via the unique key: the floor for returning these rows
         with svc.engine.connect() as conn:
-            conn.execute(select(resource.c.body).where(tuple_(resource.c.res_type, resource.c.fhir_id).in_(keys))).all()
+            conn.execute(select(resource.c.body).where(or_(*[and_(resource.c.res_type == rt, resource.c.fhir_id.in_(ids))
+                                                             for rt, ids in by_type.items()]))).all()
     return time.perf_counter() - t
 
 
@@ -174,7 +196,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=20)
     args = ap.parse_args()
     target = 30_000 if args.quick else args.resources
-    from digitalfront.app import build_services
+    from digitalfront.app import create_app
     from digitalfront.config import Settings
 
     corpus = load_corpus()
@@ -192,8 +214,10 @@ def main() -> None:
         urls.append(("postgresql", f"postgresql+psycopg://postgres@127.0.0.1:5432/{pg_name}"))
     try:
         for db, url in urls:
-            svc = build_services(Settings(database_url=url, auth=False))
-            existing = sum(svc.repo.count_by_type().values())
+            os.environ["DIGITALFRONT_TERMINOLOGY_AUTOLOAD"] = "0"
+            svc = create_app(Settings(database_url=url, auth=False)).extensions["digitalfront"]
+            svc.client.update(snomed_fragment(corpus))
+            existing = sum(n for t, n in svc.repo.count_by_type().items() if t != "CodeSystem")
             print(f"== {db}: {existing} resources present, loading to {target}", flush=True)
             report[f"{db}_ingest"] = ingest(svc, corpus, target - existing) if existing < target else {
                 "resources": existing, "reused": True}

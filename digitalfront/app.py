@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import importlib
-import os
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any
 

@@ -78,9 +78,11 @@ def _smart_demo(services: Any) -> str:
         from smart_apps.store import SmartStore
     except ImportError:
         return ""
-    patient = next(iter(services.client.search("Patient", [("_count", "1")], limit=1)), {}).get("id", "example")
-    practitioner = next(iter(services.client.search("Practitioner", [("_count", "1")], limit=1)), {}).get(
-        "id", "example")
+    def first_id(resource_type: str) -> str:
+        found = services.client.search(resource_type, [("_count", "1")], limit=1)
+        return str(found[0]["id"]) if found else "example"
+
+    patient, practitioner = first_id("Patient"), first_id("Practitioner")
     return ensure_demo(SmartStore(services.engine), patient, practitioner)
 
 

@@ -58,8 +58,9 @@ def make_blueprint(services: Any, url_prefix: str = "/fhir") -> Blueprint:
             try:
                 body = request.get_data(cache=False) if request.method in ("POST", "PUT", "PATCH") else None
             except RequestEntityTooLarge as exc:
-                raise OperationOutcomeError(413, f"Request body is over the limit of "
-                                                 f"{services.settings.max_body_bytes} bytes", code="too-costly") from exc
+                limit = services.settings.max_body_bytes
+                raise OperationOutcomeError(413, f"Request body is over the limit of {limit} bytes",
+                                            code="too-costly") from exc
             query = [(k, v) for k, v in request.args.items(multi=True)]
             req = FhirRequest(request.method, path, query, dict(request.headers), body=body or None, context=ctx,
                               accepts_json_body=True)

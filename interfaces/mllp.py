@@ -3,7 +3,11 @@
 asyncio handles many idle sender connections cheaply and never blocks on a
 slow peer; the database work runs in a worker thread so a commit never stalls
 the event loop (figures in bench/RESULTS.md).  Per connection, frames are
-handled strictly one after another, as MLLP senders expect.
+handled strictly in order, as MLLP senders expect.
+
+Group commit: frames that arrive (on any connection) while the worker is busy
+are queued and handed to the pipeline together at the next turn, so they share
+one database commit; a lone message on a quiet feed is processed at once.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from interfaces.pipeline import Hl7Pipeline, IngestResult
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 2575
-Handler = Callable[[bytes, str, Callable[[bytes], None] | None], IngestResult]
+OnCommit = Callable[[bytes], None]
+Handler = Callable[[bytes, str, OnCommit | None], IngestResult]
+BatchHandler = Callable[[list[tuple[bytes, str, OnCommit | None]]], list[IngestResult]]
 
 
 @dataclass
@@ -50,8 +56,12 @@ class MllpServer:
         idle_timeout: float = 300.0,
         ssl_context: ssl.SSLContext | None = None,
         workers: int = 1,
+        batch_handler: BatchHandler | None = None,
     ) -> None:
         self.handler = handler
+        self.batch_handler = batch_handler
+        self._queue: list[tuple[tuple[bytes, str, OnCommit | None], asyncio.Future[IngestResult]]] = []
+        self._drain_task: asyncio.Task[None] | None = None
         self.host = host
         self.port = port
         self.max_message_bytes = max_message_bytes
@@ -113,8 +123,9 @@ class MllpServer:
                         ],
                     )
                     writer.write(frame(ack))
-                for payload in payloads:
-                    result = await loop.run_in_executor(self._executor, self.handler, payload, source, send_soon)
+                futures = [self._submit(payload, source, send_soon) for payload in payloads]
+                for fut in futures:
+                    result = await fut
                     self.stats.messages += 1
                     self.stats.by_ack[result.ack_code] = self.stats.by_ack.get(result.ack_code, 0) + 1
                     for ack in result.acks:
@@ -129,6 +140,35 @@ class MllpServer:
                 await writer.wait_closed()
             except (ConnectionError, ssl.SSLError):
                 pass
+
+
+    def _submit(self, payload: bytes, source: str, on_commit: OnCommit) -> asyncio.Future[IngestResult]:
+        loop = asyncio.get_running_loop()
+        if self.batch_handler is None:
+            return loop.run_in_executor(self._executor, self.handler, payload, source, on_commit)
+        fut: asyncio.Future[IngestResult] = loop.create_future()
+        self._queue.append(((payload, source, on_commit), fut))
+        if self._drain_task is None or self._drain_task.done():
+            self._drain_task = loop.create_task(self._drain())
+        return fut
+
+    async def _drain(self) -> None:
+        """Hand everything queued to the pipeline as one group, until the queue stays empty."""
+        assert self.batch_handler is not None
+        loop = asyncio.get_running_loop()
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                results = await loop.run_in_executor(self._executor, self.batch_handler, [b[0] for b in batch])
+            except Exception as exc:  # noqa: BLE001 - fail the waiting connections, keep the listener
+                log.exception("HL7v2 group of %d messages failed", len(batch))
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for (_, fut), result in zip(batch, results, strict=True):
+                if not fut.done():
+                    fut.set_result(result)
 
 
 class ListenerHandle:
@@ -191,7 +231,9 @@ def tls_context(certfile: str, keyfile: str | None = None, cafile: str | None = 
 def start_pipeline_listener(
     pipeline: Hl7Pipeline, host: str = "127.0.0.1", port: int = DEFAULT_PORT, **opts: Any
 ) -> ListenerHandle:
-    return ListenerHandle(MllpServer(pipeline.ingest, host=host, port=port, **opts))
+    """A listener feeding ``pipeline`` with group commit (``group_commit=False`` for one message at a time)."""
+    batch = pipeline.ingest_batch if opts.pop("group_commit", True) else None
+    return ListenerHandle(MllpServer(pipeline.ingest, host=host, port=port, batch_handler=batch, **opts))
 
 
 def start_listener_thread(

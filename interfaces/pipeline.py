@@ -43,7 +43,8 @@ MAX_GROUP = 64  # messages per group commit: bounds the ACK latency of the first
 
 
 class GroupTx(Protocol):
-    connection: Any
+    @property
+    def connection(self) -> Any: ...
 
     def apply(self, bundle: dict[str, Any]) -> dict[str, Any]: ...
 

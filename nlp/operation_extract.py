@@ -11,6 +11,7 @@ from typing import Any
 
 from fhir_server.client import LocalFhirClient
 from fhir_server.errors import bad_request, not_found, unprocessable
+from fhir_server.formats import parse_body
 from fhir_server.model import SYSTEM_CONTEXT, FhirRequest, FhirResponse
 from nlp.notes import NoteTextError
 from nlp.service import NlpService
@@ -21,6 +22,9 @@ MAX_TEXT_CHARS = 1_000_000
 def _params(req: FhirRequest) -> dict[str, Any]:
     out: dict[str, Any] = {}
     res = req.resource
+    ctype = (req.headers.get("content-type") or "").lower()
+    if res is None and req.body and not ctype.startswith("text/plain"):
+        res = parse_body(req.body, ctype or None)  # over HTTP the body arrives unparsed; 400/415 if bad
     if res is not None:
         if res.get("resourceType") != "Parameters":
             raise bad_request("$extract expects a Parameters resource")
@@ -30,7 +34,7 @@ def _params(req: FhirRequest) -> dict[str, Any]:
                 if key in p:
                     val = p[key]
                     out[name] = val.get("reference") if key == "valueReference" else val
-    elif req.body and (req.headers.get("content-type") or "").startswith("text/plain"):
+    elif req.body and ctype.startswith("text/plain"):
         try:
             out["text"] = req.body.decode("utf-8")
         except UnicodeDecodeError as exc:

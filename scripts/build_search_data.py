@@ -16,13 +16,12 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from terminology.packages import iter_resources, shared_package  # noqa: E402
 from fhir_server.search.compile import compile_part  # noqa: E402
+from terminology.packages import iter_resources, shared_package  # noqa: E402
 
 OUT = ROOT / "fhir_server" / "search" / "data"
 

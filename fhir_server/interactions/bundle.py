@@ -208,8 +208,9 @@ def _transaction(router: FhirRouter, req: FhirRequest, repo: FhirRepository, ent
                     raise OperationOutcomeError(resp.status, [Issue("error", "processing",
                                                                     f"Entry {i} failed with {resp.status}")])
                 full_url = None
-                if resp.resource is not None and resp.resource.get("id") and resp.resource.get("resourceType"):
-                    full_url = f"{req.context.base_url.rstrip('/')}/{resp.resource['resourceType']}/{resp.resource['id']}"
+                res = resp.get_resource()
+                if res is not None and res.get("id") and res.get("resourceType"):
+                    full_url = f"{req.context.base_url.rstrip('/')}/{res['resourceType']}/{res['id']}"
                 results[i] = _response_entry(resp, full_url)
     except OperationOutcomeError as err:
         failed = [i for i in order if i not in results]
@@ -217,7 +218,8 @@ def _transaction(router: FhirRouter, req: FhirRequest, repo: FhirRepository, ent
         issues = [Issue(x.severity, x.code, (f"Bundle.entry[{where}]: " if where is not None else "") + x.diagnostics,
                         x.expression) for x in err.issues]
         raise OperationOutcomeError(err.status, issues) from err
-    return {"resourceType": "Bundle", "type": "transaction-response", "entry": [results[i] for i in range(len(entries))]}
+    return {"resourceType": "Bundle", "type": "transaction-response",
+            "entry": [results[i] for i in range(len(entries))]}
 
 
 def outcome_for(err: OperationOutcomeError) -> JsonDict:

@@ -56,7 +56,8 @@ def read(router: FhirRouter, req: FhirRequest, repo: FhirRepository, resource_ty
     check_id(id)
     authz.check_interaction(req.context, "read", resource_type)
     read_raw = getattr(repo, "read_raw", None)
-    if read_raw is not None and req.accepts_json_body and req.context.unrestricted and not any(req.param(p) for p in SHAPING):
+    fast = req.accepts_json_body and req.context.unrestricted and not any(req.param(p) for p in SHAPING)
+    if read_raw is not None and fast:
         # Fast path: the stored JSON goes out as it is (it already carries id and meta).
         raw = read_raw(resource_type, id)
         if raw is not None:

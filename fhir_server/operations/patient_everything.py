@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode
 
 from fhir_server import authz
 from fhir_server.errors import bad_request
@@ -33,6 +34,9 @@ def everything(router: FhirRouter, req: FhirRequest, resource_type: str | None, 
         wanted = {t.strip() for t in types_param.split(",") if t.strip()}
         types = [t for t in types if t in wanted]
     subs = [c for t in types if (c := compartment_criterion(router.registry, "Patient", id, t)) is not None]
+    start, end = req.param("start"), req.param("end")
+    if start or end:
+        subs = [_within_care_dates(router, c, start, end) for c in subs]
     if not subs:
         raise bad_request("No resource type of _type is in the Patient compartment")
     crit = Criterion("or", types[0], subs=subs)
@@ -41,5 +45,35 @@ def everything(router: FhirRouter, req: FhirRequest, resource_type: str | None, 
     if since:
         query.append(("_lastUpdated", f"ge{since}"))
     sub_req = FhirRequest("GET", req.path, query, req.headers, context=req.context)
-    return run_search(router, sub_req, router.repo, [s.resource_type for s in subs], f"Patient/{id}/$everything",
+    resp = run_search(router, sub_req, router.repo, [s.resource_type for s in subs], f"Patient/{id}/$everything",
                       extra=[crit])
+    _relink(resp.resource, req.query)
+    return resp
+
+
+def _relink(bundle: dict[str, Any] | None, original: list[tuple[str, str]]) -> None:
+    """Links repeat the operation's own parameters (_type, _since, start, end), not the internal search."""
+    if not bundle:
+        return
+    kept = [(k, v) for k, v in original if k != "_cursor"]
+    for link in bundle.get("link", []):
+        base, _, query = link["url"].partition("?")
+        cursor = [(k, v) for k, v in parse_qsl(query) if k == "_cursor"]
+        params = kept + (cursor if link["relation"] == "next" else [])
+        link["url"] = base + (f"?{urlencode(params)}" if params else "")
+
+
+def _within_care_dates(router: FhirRouter, member: Criterion, start: str | None, end: str | None) -> Criterion:
+    """start/end restrict by each type's ``date`` parameter; resources without one (or without a date) stay.
+
+    Both halves are typed by their hashed identities, so the AND stays within ``member``'s resource type.
+    """
+    rt = member.resource_type
+    sp = router.registry.get(rt, "date")
+    if sp is None or sp.type != "date" or rt == "Patient":
+        return member
+    bounds = [("date", f"ge{start}")] if start else []
+    bounds += [("date", f"le{end}")] if end else []
+    dated = router.search_parser().parse([rt], bounds).query.criteria
+    undated = Criterion("param", rt, param=sp, modifier="missing", values=["true"])
+    return Criterion("and", rt, subs=[member, Criterion("or", rt, subs=[Criterion("and", rt, subs=dated), undated])])

@@ -313,7 +313,7 @@ class SqlFhirRepository(JobStore):
     def _queue_index(self, pk: int, res: JsonDict) -> None:
         rows: IndexRows = self.extractor.extract(res)
         p = self._pending
-        for kind, cols in _INDEX_COLUMNS.items():
+        for kind in _INDEX_COLUMNS:
             vals = getattr(rows, kind)
             if vals:
                 p.index.setdefault(kind, []).extend((pk, *v) for v in vals)

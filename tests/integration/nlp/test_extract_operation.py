@@ -1,12 +1,13 @@
-"""$extract through the real router (SQLite), persistence idempotency and the after-commit subscriber."""
+"""$extract over real HTTP: the full app (create_app with every plugin) behind a real WSGI server,
+persistence idempotency, errors as OperationOutcomes, and the after-commit subscriber."""
 
 from __future__ import annotations
 
 import base64
+from typing import Any
 
-import pytest
+import requests
 
-from fhir_server.client import LocalFhirClient
 from nlp.fhir_mapping import SOURCE_TAG_SYSTEM
 
 NOTE = (
@@ -15,94 +16,126 @@ NOTE = (
     "Family History: Mother with breast cancer.\n"
     "Medications: metformin 500 mg BID.\n"
 )
+FHIR_JSON = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
+# the core terminology load is not needed here; it would only compete for the CPU
+NO_TX = {"extra": {"terminology_autoload": "0"}}
 
 
-def _app(services_factory, **kw):
-    """Core services plus only this plugin (other plugins are tested in their own areas)."""
-    from nlp.web import init_app
+def _post(url: str, body: dict[str, Any] | None = None, expect: int = 200, **params: str) -> dict[str, Any]:
+    r = requests.post(url, json=body, params=params, headers=FHIR_JSON, timeout=60)
+    assert r.status_code == expect, r.text
+    out: dict[str, Any] = r.json()
+    if expect >= 400:
+        assert out["resourceType"] == "OperationOutcome" and out["issue"][0]["severity"] == "error"
+    return out
 
-    svc = services_factory(**kw)
-    init_app(None, svc)
-    return None, svc
+
+def _search(base: str, rtype: str, **params: str) -> list[dict[str, Any]]:
+    r = requests.get(f"{base}/{rtype}", params=params, headers=FHIR_JSON, timeout=30)
+    assert r.status_code == 200, r.text
+    return [e["resource"] for e in r.json().get("entry", []) if e.get("search", {}).get("mode", "match") == "match"]
 
 
-def _note(client: LocalFhirClient, patient_id: str, text: str = NOTE) -> dict:
-    return client.create({
+def _note(base: str, patient_id: str, text: str = NOTE) -> dict[str, Any]:
+    return _post(f"{base}/DocumentReference", {
         "resourceType": "DocumentReference", "status": "current",
         "subject": {"reference": f"Patient/{patient_id}"},
         "content": [{"attachment": {"contentType": "text/plain",
                                     "data": base64.b64encode(text.encode()).decode()}}],
-    })
+    }, expect=201)
 
 
-def _types(bundle: dict) -> list[str]:
+def _types(bundle: dict[str, Any]) -> list[str]:
     return sorted(e["resource"]["resourceType"] for e in bundle["entry"])
 
 
-def test_system_extract_returns_bundle(services_factory):
-    app, svc = _app(services_factory)
-    out = svc.client.operation("$extract", {"resourceType": "Parameters", "parameter": [
+def test_system_extract_over_http(live_server_factory):
+    live = live_server_factory(**NO_TX)
+    out = _post(f"{live.base}/$extract", {"resourceType": "Parameters", "parameter": [
         {"name": "text", "valueString": NOTE}]})
-    assert out["type"] == "collection"
+    assert out["resourceType"] == "Bundle" and out["type"] == "collection"
     assert _types(out) == ["AllergyIntolerance", "Condition", "Condition", "Condition", "FamilyMemberHistory",
                            "MedicationStatement", "Provenance"]
+    dyspnea = [e["resource"] for e in out["entry"] if e["resource"].get("code", {}).get("text") == "Dyspnea"]
+    assert dyspnea[0]["verificationStatus"]["coding"][0]["code"] == "refuted"
+    # a raw text/plain body works too
+    r = requests.post(f"{live.base}/$extract", data="History of asthma.".encode(),
+                      headers={"Content-Type": "text/plain", "Accept": "application/fhir+json"}, timeout=60)
+    assert r.status_code == 200, r.text
+    assert [e["resource"]["code"]["text"] for e in r.json()["entry"] if e["resource"]["resourceType"] == "Condition"] \
+        == ["Asthma"]
 
 
-def test_system_extract_rejects_bad_input(services_factory):
-    from fhir_server.errors import OperationOutcomeError
+def test_system_extract_rejects_bad_input_over_http(live_server_factory):
+    live = live_server_factory(**NO_TX)
+    url = f"{live.base}/$extract"
+    _post(url, {"resourceType": "Parameters", "parameter": []}, expect=400)
+    _post(url, {"resourceType": "Parameters", "parameter": [
+        {"name": "text", "valueString": "chest pain"}, {"name": "persist", "valueBoolean": True}]}, expect=400)
+    _post(url, {"resourceType": "Parameters", "parameter": [
+        {"name": "text", "valueString": "chest pain"}, {"name": "patient", "valueString": "Practitioner/1"}]},
+        expect=400)
+    _post(url, {"resourceType": "Patient"}, expect=400)
+    r = requests.post(url, data=b"{not json", headers=FHIR_JSON, timeout=30)
+    assert r.status_code == 400 and r.json()["resourceType"] == "OperationOutcome"
+    r = requests.post(url, data=b"%PDF-1.4", headers={"Content-Type": "application/pdf"}, timeout=30)
+    assert r.status_code == 415 and r.json()["resourceType"] == "OperationOutcome"
 
-    app, svc = _app(services_factory)
-    with pytest.raises(OperationOutcomeError) as e:
-        svc.client.operation("$extract", {"resourceType": "Parameters", "parameter": []})
-    assert e.value.status == 400
-    with pytest.raises(OperationOutcomeError) as e:
-        svc.client.operation("$extract", {"resourceType": "Parameters", "parameter": [
-            {"name": "text", "valueString": "chest pain"}, {"name": "persist", "valueBoolean": True}]})
-    assert e.value.status == 400
 
+def test_instance_extract_persist_is_idempotent_over_http(live_server):
+    base = live_server.base
+    patient = _post(f"{base}/Patient", {"resourceType": "Patient", "name": [{"family": "Nlp"}]}, expect=201)
+    note = _note(base, patient["id"])
+    url = f"{base}/DocumentReference/{note['id']}/$extract"
+    tag = f"{SOURCE_TAG_SYSTEM}|DocumentReference/{note['id']}"
 
-def test_instance_extract_persist_is_idempotent(services_factory):
-    app, svc = _app(services_factory)
-    client = svc.client
-    patient = client.create({"resourceType": "Patient", "name": [{"family": "Nlp"}]})
-    note = _note(client, patient["id"])
-    path = f"DocumentReference/{note['id']}/$extract"
-    params = {"resourceType": "Parameters", "parameter": [{"name": "persist", "valueBoolean": True}]}
-    client.operation(path, params)
-    tag = [("_tag", f"{SOURCE_TAG_SYSTEM}|DocumentReference/{note['id']}")]
-    first = {t: len(client.search(t, tag)) for t in ("Condition", "AllergyIntolerance", "Provenance")}
+    resp = _post(url, None, persist="true")  # persist as a query parameter, no body
+    assert resp["type"] == "transaction-response"
+    assert all(e["response"]["status"].startswith("201") for e in resp["entry"])
+    first = {t: len(_search(base, t, _tag=tag)) for t in ("Condition", "AllergyIntolerance", "Provenance")}
     assert first == {"Condition": 3, "AllergyIntolerance": 1, "Provenance": 1}
-    client.operation(path, params)
-    second = {t: len(client.search(t, tag)) for t in ("Condition", "AllergyIntolerance", "Provenance")}
-    assert second == first
-    conds = client.search("Condition", [("patient", f"Patient/{patient['id']}")])
+
+    again = _post(url, {"resourceType": "Parameters", "parameter": [{"name": "persist", "valueBoolean": True}]})
+    assert again["type"] == "transaction-response"  # persist given in the Parameters body this time
+    second = {t: len(_search(base, t, _tag=tag)) for t in ("Condition", "AllergyIntolerance", "Provenance")}
+    assert second == first  # re-running replaces the earlier output
+
+    conds = _search(base, "Condition", patient=f"Patient/{patient['id']}")
     refuted = [c for c in conds if c["verificationStatus"]["coding"][0]["code"] == "refuted"]
     assert [c["code"]["text"] for c in refuted] == ["Dyspnea"]
-    fmh = client.search("FamilyMemberHistory", tag)
+    assert all(c["subject"]["reference"] == f"Patient/{patient['id']}" for c in conds)
+    fmh = _search(base, "FamilyMemberHistory", _tag=tag)
     assert fmh[0]["relationship"]["coding"][0]["code"] == "MTH"
+    prov = _search(base, "Provenance", _tag=tag)[0]
+    assert prov["entity"][0]["what"]["reference"] == f"DocumentReference/{note['id']}"
+    assert len(prov["target"]) == sum(first.values()) - 1 + 2  # 3 Conditions, 1 allergy, FMH, MedicationStatement
+
+    # without persist the instance call only returns the Bundle and writes nothing more
+    preview = _post(url, {"resourceType": "Parameters"})
+    assert preview["type"] == "collection"
+    assert len(_search(base, "Condition", _tag=tag)) == 3
 
 
-def test_instance_extract_without_text_is_422(services_factory):
-    from fhir_server.errors import OperationOutcomeError
-
-    app, svc = _app(services_factory)
-    note = svc.client.create({"resourceType": "DocumentReference", "status": "current",
-                              "content": [{"attachment": {"contentType": "application/pdf", "url": "http://x/y.pdf"}}]})
-    with pytest.raises(OperationOutcomeError) as e:
-        svc.client.operation(f"DocumentReference/{note['id']}/$extract", {"resourceType": "Parameters"})
-    assert e.value.status == 422
+def test_instance_extract_errors_over_http(live_server_factory):
+    live = live_server_factory(**NO_TX)
+    note = _post(f"{live.base}/DocumentReference", {
+        "resourceType": "DocumentReference", "status": "current",
+        "content": [{"attachment": {"contentType": "application/pdf", "url": "http://x/y.pdf"}}]}, expect=201)
+    _post(f"{live.base}/DocumentReference/{note['id']}/$extract", {"resourceType": "Parameters"}, expect=422)
+    _post(f"{live.base}/DocumentReference/does-not-exist/$extract", {"resourceType": "Parameters"}, expect=404)
 
 
-def test_subscriber_processes_new_notes(services_factory):
-    app, svc = _app(services_factory, nlp_on_write=True)
-    client = svc.client
-    patient = client.create({"resourceType": "Patient"})
-    note = _note(client, patient["id"], "Assessment: community acquired pneumonia. Start azithromycin.")
-    worker = svc.extras["nlp_worker"]
+def test_subscriber_processes_new_notes(live_server_factory):
+    live = live_server_factory(nlp_on_write=True, **NO_TX)
+    base = live.base
+    worker = live.services.extras["nlp_worker"]
+    patient = _post(f"{base}/Patient", {"resourceType": "Patient"}, expect=201)
+    note = _note(base, patient["id"], "Assessment: community acquired pneumonia. Start azithromycin.")
     worker.join()
-    tag = [("_tag", f"{SOURCE_TAG_SYSTEM}|DocumentReference/{note['id']}")]
-    assert [c["code"]["text"] for c in client.search("Condition", tag)] == ["Pneumonia"]
-    client.update({**client.read("DocumentReference", note["id"])})
+    tag = f"{SOURCE_TAG_SYSTEM}|DocumentReference/{note['id']}"
+    assert [c["code"]["text"] for c in _search(base, "Condition", _tag=tag)] == ["Pneumonia"]
+    r = requests.put(f"{base}/DocumentReference/{note['id']}", json=note, headers=FHIR_JSON, timeout=30)
+    assert r.status_code == 200, r.text
     worker.join()
-    assert len(client.search("Condition", tag)) == 1
+    assert len(_search(base, "Condition", _tag=tag)) == 1
     assert worker.failed == 0

@@ -132,6 +132,20 @@ def test_patient_everything_pages_and_filters(world: World) -> None:
     assert {i for t, i in only if t == "Condition"} == world.ev.search("Condition", [("patient", PID)])
     since, _ = run_all(world.services, f"Patient/{PID}/$everything", [("_since", "2999-01-01")])
     assert set(since) <= {("Patient", PID)}
+    # _type, _since and start/end must survive paging (the next links repeat them)
+    paged, _ = run_all(world.services, f"Patient/{PID}/$everything",
+                       [("_type", "Observation,Patient"), ("_since", "2000-01-01"), ("_count", "7")])
+    assert {t for t, _ in paged} == {"Observation", "Patient"} and len(paged) == len(set(paged))
+    assert {i for t, i in paged if t == "Observation"} == world.ev.search("Observation", [("patient", PID)])
+    window = [("start", "2015-01-01"), ("end", "2016-12-31")]
+    dated, _ = run_all(world.services, f"Patient/{PID}/$everything",
+                       [("_type", "Observation,Encounter,Condition")] + window + [("_count", "9")])
+    for rt in ("Observation", "Encounter"):
+        want = world.ev.search(rt, [("patient", PID), ("date", "ge2015-01-01"), ("date", "le2016-12-31")]) | \
+            world.ev.search(rt, [("patient", PID), ("date:missing", "true")])
+        assert {i for t, i in dated if t == rt} == want and want, rt
+    # Condition has no ``date`` parameter: every one of the patient's conditions stays
+    assert {i for t, i in dated if t == "Condition"} == world.ev.search("Condition", [("patient", PID)])
 
 
 def test_lastn_returns_latest_per_code(world: World) -> None:

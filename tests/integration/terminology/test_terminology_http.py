@@ -186,4 +186,5 @@ def test_token_in_and_below_search_through_the_terminology_service(tx):
 def test_search_modifier_errors_are_operation_outcomes(tx):
     _get(tx, "Observation", 400, **{"code:in": "http://example.org/fhir/ValueSet/unknown"})
     _get(tx, "Observation", 400, **{"code:below": "no-system-bar"})
-    _get(tx, "Observation", 400, **{"status:below": "x"})  # not a token? status is a token: bar missing
+    _get(tx, "Observation", 400, **{"code:above": f"{CS_URL}"})  # system|code needed
+    _get(tx, "Observation", 400, **{"subject:in": VS_URL})  # :in is for token parameters only
