@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
@@ -19,13 +20,14 @@ if TYPE_CHECKING:
 MAX_COUNT = 1000
 
 
-def _instant(name: str, value: str | None):  # type: ignore[no-untyped-def]
+def _instant(name: str, value: str | None, end: bool = False) -> datetime | None:
+    """The start of the instant's precision range (``_since``) or its last microsecond (``_at``)."""
     if value is None:
         return None
     rng = date_range(value)
     if rng is None:
         raise bad_request(f"{name} must be a FHIR instant, got {value!r}")
-    return from_us(rng[0])
+    return from_us(rng[1] - 1 if end else rng[0])
 
 
 def history(router: FhirRouter, req: FhirRequest, repo: FhirRepository, resource_type: str | None,
@@ -44,7 +46,7 @@ def history(router: FhirRouter, req: FhirRequest, repo: FhirRepository, resource
         offset = max(int(req.param("_offset") or 0), 0)
     except ValueError as exc:
         raise bad_request("_count and _offset must be integers") from exc
-    since, at = _instant("_since", req.param("_since")), _instant("_at", req.param("_at"))
+    since, at = _instant("_since", req.param("_since")), _instant("_at", req.param("_at"), end=True)
     page = repo.history(resource_type, id, since=since, at=at, count=count, offset=offset)
     if id and page.total == 0:
         repo.read(resource_type or "", id)  # 404 for an unknown resource

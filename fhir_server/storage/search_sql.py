@@ -137,7 +137,7 @@ class SqlSearch:
         filt = and_(*where)
 
         total: int | None = None
-        if q.summary_count or q.total == "accurate":
+        if q.summary_count or q.total == "accurate" or (q.count <= 0 and q.total != "none"):
             total = self.conn.execute(select(func.count()).select_from(r).where(filt)).scalar()
         if q.summary_count:
             return SearchResult([], [], total)

@@ -133,5 +133,5 @@ def map_obx_group(
         obs["identifier"] = [key]
         if sub:
             parents[sub] = obs
-        refs.append(b.add(obs, key=key))
+        refs.append(b.add(obs, key=key, mode="id"))
     return refs

@@ -59,7 +59,7 @@ def test_system_extract_over_http(live_server_factory):
     dyspnea = [e["resource"] for e in out["entry"] if e["resource"].get("code", {}).get("text") == "Dyspnea"]
     assert dyspnea[0]["verificationStatus"]["coding"][0]["code"] == "refuted"
     # a raw text/plain body works too
-    r = requests.post(f"{live.base}/$extract", data="History of asthma.".encode(),
+    r = requests.post(f"{live.base}/$extract", data=b"History of asthma.",
                       headers={"Content-Type": "text/plain", "Accept": "application/fhir+json"}, timeout=60)
     assert r.status_code == 200, r.text
     assert [e["resource"]["code"]["text"] for e in r.json()["entry"] if e["resource"]["resourceType"] == "Condition"] \

@@ -66,6 +66,8 @@ def test_summary_count_and_totals(world: World) -> None:
     assert count["total"] == expected and "entry" not in count
     accurate = get(world, "Observation", [("category", "laboratory"), ("_total", "accurate"), ("_count", "5")])
     assert accurate.resource["total"] == expected and len(accurate.resource["entry"]) == 5
+    zero = get(world, "Observation", [("category", "laboratory"), ("_count", "0")]).resource
+    assert zero["total"] == expected and "entry" not in zero
     none = get(world, "Observation", [("category", "laboratory"), ("_total", "none"), ("_count", "5")]).resource
     assert "total" not in none
     estimate = get(world, "Observation", [("category", "laboratory"), ("_total", "estimate"), ("_count", "5")])

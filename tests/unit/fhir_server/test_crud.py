@@ -182,3 +182,26 @@ def test_capability_statement_reflects_implementation(sqlite_services: Any) -> N
     assert {"name", "identifier", "birthdate", "_id", "_lastUpdated"} <= names
     assert any(o["name"] == "everything" for o in patient_entry.get("operation", []))
     assert {"transaction", "batch"} <= {i["code"] for i in rest["interaction"]}
+
+
+def test_conditional_delete_multiple_when_configured(services_factory: Any) -> None:
+    single = services_factory()
+    multi = services_factory(allow_multiple_delete=True)
+    for svc in (single, multi):
+        for _ in range(3):
+            call(svc, "POST", "Patient", resource=patient(identifier=[{"system": "urn:batch", "value": "x"}]))
+    assert call(single, "DELETE", "Patient", [("identifier", "urn:batch|x")]).status == 412
+    assert single.repo.count_by_type() == {"Patient": 3}
+    assert call(multi, "DELETE", "Patient", [("identifier", "urn:batch|x")]).status == 200
+    assert multi.repo.count_by_type() == {}
+
+
+def test_history_at_gives_the_version_current_then(services: Any) -> None:
+    import time
+
+    pid = call(services, "POST", "Patient", resource=patient()).resource["id"]
+    first = call(services, "GET", f"Patient/{pid}").resource["meta"]["lastUpdated"]
+    time.sleep(0.01)
+    call(services, "PUT", f"Patient/{pid}", resource={**patient(active=True), "id": pid})
+    at_first = call(services, "GET", f"Patient/{pid}/_history", [("_at", first)]).resource
+    assert [e["resource"]["meta"]["versionId"] for e in at_first["entry"]] == ["1"]

@@ -19,6 +19,7 @@ import os
 import site
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -27,6 +28,7 @@ import triton_python_backend_utils as pb_utils
 def _importable() -> bool:
     try:
         import medspacy  # noqa: F401
+
         import nlp.pipeline  # noqa: F401
     except ImportError:
         return False
@@ -57,7 +59,7 @@ def _tolerate_missing_tls() -> None:
         def connect(self) -> None:
             raise OSError("TLS is not available in this interpreter (Triton python backend stub)")
 
-    http.client.HTTPSConnection = _NoTlsConnection  # type: ignore[attr-defined,misc]
+    http.client.HTTPSConnection = _NoTlsConnection  # type: ignore[misc,assignment]
 
 
 def ensure_importable(model_dir: Path) -> None:
@@ -93,7 +95,7 @@ class TritonPythonModel:
         self.patient_ref = params.get("patient_reference", "Patient/unknown")
         self.include_hypothetical = params.get("include_hypothetical", "false").lower() == "true"
         self.outputs = [o["name"] for o in config["output"]]
-        self.pipeline = shared_pipeline()  # in-process: the one the API already built
+        self.pipeline: Any = shared_pipeline()  # in-process: the one the API already built
         self.to_bundle = to_bundle
         self.text_ref = text_ref
 
