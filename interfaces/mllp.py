@@ -62,6 +62,7 @@ class MllpServer:
         self.batch_handler = batch_handler
         self._queue: list[tuple[tuple[bytes, str, OnCommit | None], asyncio.Future[IngestResult]]] = []
         self._drain_task: asyncio.Task[None] | None = None
+        self._connections: set[asyncio.Task[Any]] = set()
         self.host = host
         self.port = port
         self.max_message_bytes = max_message_bytes
@@ -79,8 +80,15 @@ class MllpServer:
         self.port = sock.getsockname()[1]
 
     async def close(self) -> None:
+        """Stop accepting, let a running group finish (its ACKs go out), then close open connections."""
         if self._server is not None:
             self._server.close()
+        if self._drain_task is not None:
+            await asyncio.gather(self._drain_task, return_exceptions=True)
+        for task in list(self._connections):
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+        if self._server is not None:
             await self._server.wait_closed()
         self._executor.shutdown(wait=True)
 
@@ -89,6 +97,10 @@ class MllpServer:
         source = f"mllp:{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "mllp"
         decoder = FrameDecoder(max_size=self.max_message_bytes)
         loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
         self.stats.connections += 1
         self.stats.open_connections += 1
 

@@ -26,14 +26,12 @@ from sqlalchemy import (
     select,
     text,
     true,
-    tuple_,
 )
 from sqlalchemy.sql.elements import ColumnElement
 
 from fhir_server.errors import bad_request
-from fhir_server.repository import StoredResource
 from fhir_server.search.extract import CANONICAL_MARK, REF_RE, identity
-from fhir_server.search.query import Criterion, Include, SearchQuery, SearchResult, SortKey
+from fhir_server.search.query import Criterion, SearchQuery, SearchResult, SortKey
 from fhir_server.search.values import (
     MAX_US,
     MIN_US,
@@ -47,6 +45,7 @@ from fhir_server.search.values import (
     ucum_canonical,
 )
 from fhir_server.storage import tables as T
+from fhir_server.storage.search_includes import includes
 from fhir_server.timeutil import now_us
 
 if TYPE_CHECKING:
@@ -171,7 +170,7 @@ class SqlSearch:
                 bounded = select(r.c.pk).where(filt).limit(TOTAL_BOUND + 1).subquery()
                 n = self.conn.execute(select(func.count()).select_from(bounded)).scalar() or 0
                 total = n if n <= TOTAL_BOUND else None
-        included = self.includes(q, [row.pk for row in rows], matches) if q.includes else []
+        included = includes(self, q, [row.pk for row in rows], matches) if q.includes else []
         return SearchResult(matches, included, total, next_cursor, has_more)
 
     def _fast_token_search(self, q: SearchQuery) -> SearchResult | None:
@@ -631,70 +630,6 @@ class SqlSearch:
                 cmp = r.c.pk > last_pk
             ors.append(and_(*eqs, cmp))
         return or_(*ors)
-
-    # ------------------------------------------------------------------ includes
-    def includes(self, q: SearchQuery, match_pks: list[int], matches: list[StoredResource]
-                 ) -> list[StoredResource]:
-        seen = {(m.resource_type, m.id) for m in matches}
-        out: list[StoredResource] = []
-        frontier = list(zip(match_pks, matches, strict=True))
-        first = True
-        for _depth in range(4):
-            found: list[tuple[int, StoredResource]] = []
-            for inc in q.includes:
-                if not first and not inc.iterate:
-                    continue
-                found.extend(self._include_step(inc, frontier))
-            new = []
-            for pk, res in found:
-                key = (res.resource_type, res.id)
-                if key not in seen and len(out) < q.max_include:
-                    seen.add(key)
-                    out.append(res)
-                    new.append((pk, res))
-            if not new or not any(i.iterate for i in q.includes):
-                break
-            frontier = new
-            first = False
-        return out
-
-    def _include_step(self, inc: Include, frontier: list[tuple[int, StoredResource]]
-                      ) -> list[tuple[int, StoredResource]]:
-        if not frontier:
-            return []
-        ref = T.idx_reference
-        t = T.resource.alias("t")
-        cols = (t.c.pk, t.c.res_type, t.c.fhir_id, t.c.version, t.c.last_updated, t.c.deleted, t.c.body)
-        conds: list[Cond]
-        if not inc.reverse:
-            src = [pk for pk, res in frontier if inc.source_type in ("*", res.resource_type)]
-            if not src:
-                return []
-            conds = [ref.c.res_pk.in_(src)]
-            if inc.param != "*":
-                types = {res.resource_type for _, res in frontier if inc.source_type in ("*", res.resource_type)}
-                conds.append(ref.c.hash_identity.in_([identity(rt, inc.param) for rt in types]))
-            if inc.target_type:
-                conds.append(ref.c.target_type == inc.target_type)
-            stmt = select(*cols).select_from(t.join(ref, and_(ref.c.target_id == t.c.fhir_id,
-                                                               ref.c.target_type == t.c.res_type)))
-            stmt = stmt.where(*conds, t.c.deleted.is_(False)).distinct().limit(5000)
-        else:
-            pairs = [(res.resource_type, res.id) for _, res in frontier
-                     if inc.target_type in (None, res.resource_type)]
-            if not pairs:
-                return []
-            conds = [tuple_(ref.c.target_type, ref.c.target_id).in_(pairs)]
-            if inc.param != "*":
-                conds.append(ref.c.hash_identity == identity(inc.source_type, inc.param))
-            stmt = select(*cols).select_from(t.join(ref, ref.c.res_pk == t.c.pk)).where(
-                *conds, t.c.deleted.is_(False))
-            if inc.source_type != "*":
-                stmt = stmt.where(t.c.res_type == inc.source_type)
-            stmt = stmt.distinct().limit(5000)
-        rows = self.conn.execute(stmt).all()
-        return [(row.pk, self.repo._row_to_stored(row)) for row in rows]
-
 
 def encode_cursor(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(values, separators=(",", ":")).encode()).decode().rstrip("=")

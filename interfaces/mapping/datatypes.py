@@ -8,6 +8,7 @@ Empty inputs give None so callers can drop absent elements.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -263,12 +264,18 @@ def practitioner(f: Field) -> JsonDict | None:
 
 
 def number(value: str) -> int | float | None:
+    """NM -> JSON number; None (the caller answers AE) for what FHIR decimal cannot hold: more than 18
+    significant digits, an integer beyond 64 bits, or a float that overflows (``1e999999`` is inf)."""
     v = value.strip()
     if not re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", v):
         return None
+    if len(re.sub(r"[^0-9]", "", v.split("e")[0].split("E")[0]).lstrip("0")) > 18:
+        return None
     if re.fullmatch(r"[+-]?\d+", v):
-        return int(v)
-    return float(v)
+        n = int(v)
+        return n if -(2**63) <= n < 2**63 else None
+    f = float(v)
+    return f if math.isfinite(f) else None
 
 
 def quantity(value: str, units: Field | None) -> JsonDict | None:

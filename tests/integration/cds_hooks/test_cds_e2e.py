@@ -20,12 +20,9 @@ ISS = "https://ehr.example.org"
 RX = "http://www.nlm.nih.gov/research/umls/rxnorm"
 ES, RS = generate_key("ES384", kid="e2e-es"), generate_key("RS384", kid="e2e-rs")
 # The CDS services need no terminology tables; skipping the background load of the core code systems keeps
-# these tests short on 2 cores (that load holds the SQLite write lock for minutes).
+# these tests short on 2 cores.
 NO_TX = {"terminology_autoload": "0"}
-# TEMPORARY (reported to the lead): with write validation on, a transaction bundle deadlocks on SQLite
-# (terminology's binding check opens a second writer inside the transaction); the CDS tests do not test
-# write validation, so they load data with it off.
-NO_VALIDATE = {"validate_writes": False}
+NO_VALIDATE: dict[str, Any] = {}  # writes are validated as in production
 
 
 @pytest.fixture

@@ -22,8 +22,9 @@ def call(url: str, data: bytes | None = None, ctype: str = "x-application/hl7-v2
         return exc.code, exc.read()
 
 
-@pytest.mark.xfail(reason="with create_app's terminology wiring, required-binding validation rejects valid codes "
-                   "('official' in name-use, 'phone' in contact-point-system); passes via build_services",
+@pytest.mark.xfail(reason="terminology/loader.package_status opens a read-write connection (BEGIN IMMEDIATE on "
+                   "SQLite) while the FHIR transaction holds the write lock in the same thread: the binding check "
+                   "waits out the 60 s busy timeout; needs execution_options(readonly=True) there (lead/terminology)",
                    strict=False)
 def test_post_hl7v2_then_list_and_link_resources(live_server):
     msg = ig_messages()["ORU_R01"].encode()

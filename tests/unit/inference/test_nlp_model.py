@@ -135,3 +135,67 @@ def test_metadata_and_readiness(client):
     assert not client.ready("nlp_pipeline", "2")
     meta = client.metadata("nlp_pipeline")
     assert meta["platform"] == "python" and meta["versions"] == ["1"]
+
+
+_BOOTSTRAP = """
+import importlib.util, json, sys
+from pathlib import Path
+model_py = Path(sys.argv[1])
+try:
+    import nlp  # noqa: F401
+    sys.exit("nlp was importable before the bootstrap: the test proves nothing")
+except ImportError:
+    pass
+spec = importlib.util.spec_from_file_location("nlp_model", model_py)
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+try:
+    module.ensure_importable(model_py.parents[1])
+except RuntimeError as exc:
+    print(json.dumps({"error": str(exc)}))
+    sys.exit(0)
+import medspacy
+import nlp.pipeline
+print(json.dumps({"nlp": nlp.pipeline.__file__, "medspacy": medspacy.__file__}))
+"""
+
+
+def _foreign_python(tmp_path, venv: str) -> dict:
+    """Run the model's bootstrap in a bare interpreter (like Triton's stub): no site-packages, only numpy
+    and a triton_python_backend_utils module on its path."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import inference.pb_shim
+
+    path_dir = tmp_path / "foreign"
+    path_dir.mkdir(exist_ok=True)
+    for link, target in (("numpy", Path(np.__file__).parent),
+                         ("triton_python_backend_utils.py", Path(inference.pb_shim.__file__))):
+        if not (path_dir / link).exists():
+            (path_dir / link).symlink_to(target)
+    script = path_dir / "bootstrap.py"
+    script.write_text(_BOOTSTRAP)
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(path_dir), "DIGITALFRONT_VENV": venv}
+    base = getattr(sys, "_base_executable", sys.executable)
+    out = subprocess.run([base, "-S", str(script), str(DEFAULT_ROOT / "nlp_pipeline" / "1" / "model.py")],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_bootstrap_makes_nlp_importable_in_a_foreign_interpreter(tmp_path):
+    import sys
+    from pathlib import Path
+
+    got = _foreign_python(tmp_path, sys.prefix)  # our virtual environment
+    root = DEFAULT_ROOT.parents[1]
+    assert Path(got["nlp"]).resolve() == (root / "nlp" / "pipeline.py").resolve()  # found by walking up
+    assert Path(got["medspacy"]).resolve().is_relative_to(Path(sys.prefix).resolve())
+
+
+def test_bootstrap_says_why_when_it_cannot(tmp_path):
+    got = _foreign_python(tmp_path, str(tmp_path / "no-such-venv"))
+    assert "cannot import nlp/medspacy" in got["error"] and "DIGITALFRONT_VENV" in got["error"]
