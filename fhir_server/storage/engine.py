@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
@@ -52,7 +53,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if u.get_backend_name() == "postgresql" and u.get_driver_name() in ("", "psycopg2"):
         url = str(u.set(drivername="postgresql+psycopg"))
     return create_engine(url, pool_size=kwargs.pop("pool_size", 10), max_overflow=20, pool_pre_ping=True,
-                         **kwargs)
+                         json_serializer=_json_dumps, json_deserializer=orjson.loads, **kwargs)
+
+
+def _json_dumps(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
 
 
 def _autobegin() -> bool:

@@ -32,6 +32,15 @@ from fhir_server.storage.engine import is_sqlite
 from fhir_server.timeutil import from_us, instant, to_us
 
 log = logging.getLogger(__name__)
+def load_body(body: Any) -> JsonDict | None:
+    """A stored body: JSON text (SQLite) or an already-decoded JSONB document (PostgreSQL)."""
+    if body is None or body == "":
+        return None
+    if isinstance(body, dict):
+        return body
+    return orjson.loads(body)  # type: ignore[no-any-return]
+
+
 def _dumps(obj: Any) -> str:
     return orjson.dumps(obj).decode()
 
@@ -215,7 +224,7 @@ class SqlFhirRepository(JobStore):
     # ------------------------------------------------------------ reads
     def _row_to_stored(self, row: Any) -> StoredResource:
         body = row.body
-        res = orjson.loads(body) if body else None
+        res = load_body(body)
         return StoredResource(row.res_type, row.fhir_id, row.version, from_us(row.last_updated),
                               bool(row.deleted), res, getattr(row, "method", "PUT") or "PUT")
 
@@ -243,7 +252,8 @@ class SqlFhirRepository(JobStore):
                 row = conn.execute(_READ_RAW, {"t": resource_type, "i": id}).first()
             if row is None or row.deleted:
                 return None
-            return row.body, row.version, row.last_updated
+            body = row.body if isinstance(row.body, str) else _dumps(row.body)
+            return body, row.version, row.last_updated
         cur = self._thread_cursor()
         if self.sqlite:
             cur.execute("SELECT body, version, last_updated, deleted FROM fhir_resource "
@@ -378,7 +388,7 @@ class SqlFhirRepository(JobStore):
             raise precondition_failed(f"Version conflict: If-Match W/\"{if_match}\" but current is "
                                       f"W/\"{row.version}\"")
         if not row.deleted and row.body:
-            current = orjson.loads(row.body)
+            current = load_body(row.body) or {}
             if _strip_meta(current) == _strip_meta({**resource, "id": id}):
                 stored = self._row_to_stored(row)
                 return WriteResult(stored, created=False, changed=False)
@@ -531,7 +541,7 @@ class SqlFhirRepository(JobStore):
             with self.unit_of_work() as uow:
                 for row in rows:
                     uow._pending.index_deletes.append(row.pk)
-                    uow._queue_index(row.pk, orjson.loads(row.body))
+                    uow._queue_index(row.pk, load_body(row.body) or {})
             done += len(rows)
             last = rows[-1].pk
             if progress:

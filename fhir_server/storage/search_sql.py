@@ -8,7 +8,6 @@ never a deep OFFSET.
 
 from __future__ import annotations
 
-import base64
 import json
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -27,14 +26,11 @@ from sqlalchemy import (
     text,
     true,
 )
-from sqlalchemy.sql.elements import ColumnElement
 
 from fhir_server.errors import bad_request
 from fhir_server.search.extract import CANONICAL_MARK, REF_RE, identity
-from fhir_server.search.query import Criterion, SearchQuery, SearchResult, SortKey
+from fhir_server.search.query import Criterion, SearchQuery, SearchResult
 from fhir_server.search.values import (
-    MAX_US,
-    MIN_US,
     UCUM_SYSTEM,
     date_range,
     escape_split,
@@ -46,12 +42,12 @@ from fhir_server.search.values import (
 )
 from fhir_server.storage import tables as T
 from fhir_server.storage.search_includes import includes
+from fhir_server.storage.search_paging import Cond, encode_cursor, keyset, sort_expr
 from fhir_server.timeutil import now_us
 
 if TYPE_CHECKING:
     from fhir_server.storage.repository import SqlFhirRepository
 
-Cond = ColumnElement[bool]
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 TOTAL_BOUND = 1000  # default _total: exact up to this many, omitted above (keeps page one fast)
 
@@ -141,7 +137,7 @@ class SqlSearch:
         if q.summary_count:
             return SearchResult([], [], total)
 
-        sort_cols = [self.sort_expr(k, r) for k in q.sort]
+        sort_cols = [sort_expr(k, r) for k in q.sort]
         order = []
         for k, col in zip(q.sort, sort_cols, strict=True):
             order.append(col.desc() if k.descending else col.asc())
@@ -149,7 +145,7 @@ class SqlSearch:
         stmt = select(r.c.pk, r.c.res_type, r.c.fhir_id, r.c.version, r.c.last_updated, r.c.deleted, r.c.body,
                       *[c.label(f"s{i}") for i, c in enumerate(sort_cols)]).where(filt)
         if q.cursor:
-            stmt = stmt.where(self.keyset(q, sort_cols, r))
+            stmt = stmt.where(keyset(q, sort_cols, r))
         elif q.offset:
             stmt = stmt.offset(q.offset)
         rows = self.conn.execute(stmt.order_by(*order).limit(q.count + 1)).all() if q.count > 0 else []
@@ -574,73 +570,3 @@ class SqlSearch:
                 ref.c.target_id == T.resource.c.fhir_id, ref.c.target_type == T.resource.c.res_type)))
             .where(ref.c.hash_identity == identity("List", "item"),
                    ref.c.res_pk.in_(select(lst.c.pk).where(lst.c.res_type == "List", lst.c.fhir_id == list_id))))
-
-    # ------------------------------------------------------------------ sorting and paging
-    def sort_expr(self, key: SortKey, r: Any) -> Any:
-        if key.name == "_id":
-            return r.c.fhir_id
-        if key.name == "_lastUpdated":
-            return r.c.last_updated
-        sp = key.param
-        assert sp is not None
-        rt_ident = [identity(t, sp.code) for t in sp.base]
-        agg = func.max if key.descending else func.min
-        sentinel: Any
-        if sp.type == "date":
-            d = T.idx_date
-            col = d.c.high if key.descending else d.c.low
-            sentinel = MIN_US if key.descending else MAX_US
-            sub = select(agg(col)).where(d.c.res_pk == r.c.pk, d.c.hash_identity.in_(rt_ident))
-        elif sp.type == "string":
-            s = T.idx_string
-            sentinel = "" if key.descending else "\uffff"
-            sub = select(agg(s.c.value_norm)).where(s.c.res_pk == r.c.pk, s.c.hash_identity.in_(rt_ident))
-        elif sp.type == "token":
-            tk = T.idx_token
-            sentinel = "" if key.descending else "\uffff"
-            sub = select(agg(tk.c.value)).where(tk.c.res_pk == r.c.pk, tk.c.hash_identity.in_(rt_ident))
-        elif sp.type in ("number", "quantity"):
-            tbl = T.idx_number if sp.type == "number" else T.idx_quantity
-            sentinel = -1e308 if key.descending else 1e308
-            sub = select(agg(tbl.c.value)).where(tbl.c.res_pk == r.c.pk, tbl.c.hash_identity.in_(rt_ident))
-        elif sp.type == "reference":
-            ref = T.idx_reference
-            sentinel = "" if key.descending else "\uffff"
-            sub = select(agg(ref.c.target_id)).where(ref.c.res_pk == r.c.pk, ref.c.hash_identity.in_(rt_ident))
-        elif sp.type == "uri":
-            u = T.idx_uri
-            sentinel = "" if key.descending else "\uffff"
-            sub = select(agg(u.c.uri)).where(u.c.res_pk == r.c.pk, u.c.hash_identity.in_(rt_ident))
-        else:
-            raise bad_request(f"Cannot sort by {sp.type} parameter {sp.code}")
-        return func.coalesce(sub.scalar_subquery(), sentinel)
-
-    def keyset(self, q: SearchQuery, cols: list[Any], r: Any) -> Cond:
-        values = decode_cursor(q.cursor or "")
-        if len(values) != len(cols) + 1:
-            raise bad_request("The paging cursor does not belong to this search")
-        *keys, last_pk = values
-        # lexicographic (k1, k2, ..., pk) beyond the cursor, honouring each key's direction
-        ors: list[Cond] = []
-        for i in range(len(cols) + 1):
-            eqs = [cols[j] == keys[j] for j in range(i)]
-            if i < len(cols):
-                cmp = cols[i] < keys[i] if q.sort[i].descending else cols[i] > keys[i]
-            else:
-                cmp = r.c.pk > last_pk
-            ors.append(and_(*eqs, cmp))
-        return or_(*ors)
-
-def encode_cursor(values: list[Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(values, separators=(",", ":")).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> list[Any]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, json.JSONDecodeError) as exc:
-        raise bad_request("Malformed paging cursor") from exc
-    if not isinstance(data, list):
-        raise bad_request("Malformed paging cursor")
-    return data

@@ -32,7 +32,7 @@ PK = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class JsonBody(TypeDecorator[str]):
-    """Serialized JSON text; JSONB on PostgreSQL (the text is passed through unchanged)."""
+    """Serialized JSON text; on PostgreSQL stored as a JSONB document (queryable with ->, @>)."""
 
     impl = Text
     cache_ok = True
@@ -46,14 +46,14 @@ class JsonBody(TypeDecorator[str]):
         return bindvalue
 
     def process_bind_param(self, value, dialect):  # type: ignore[no-untyped-def]
+        if dialect.name == "postgresql" and isinstance(value, str):
+            import orjson
+
+            return orjson.loads(value)  # a JSONB document, not a JSONB string holding the text
         return value
 
     def process_result_value(self, value, dialect):  # type: ignore[no-untyped-def]
-        if value is not None and not isinstance(value, str | bytes):
-            import orjson
-
-            return orjson.dumps(value).decode()
-        return value
+        return value  # text on SQLite, a decoded document on PostgreSQL: see repository.load_body
 
 
 resource = Table(

@@ -44,7 +44,7 @@ def tx(live_server: Any) -> Any:
     deadline = time.monotonic() + 30
     while not svc.core_ready():
         if time.monotonic() > deadline:
-            pytest.fail("core R4 terminology not loaded within 30 s")
+            pytest.fail("core R4 terminology not loaded within 30 s (is DIGITALFRONT_TERMINOLOGY_AUTOLOAD=0 set?)")
         time.sleep(0.2)
     return live_server
 
