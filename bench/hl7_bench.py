@@ -7,6 +7,7 @@ default) and one message per transaction (``group_commit=False``), on SQLite and
 Figures are medians over ``--runs`` runs.
 
     .venv/bin/python bench/hl7_bench.py [--quick] [--messages 600] [--connections 8] [--runs 3] [--postgres URL]
+    .venv/bin/python bench/hl7_bench.py --profile     # in-process cProfile: where a message's time goes
 """
 
 from __future__ import annotations
@@ -148,6 +149,57 @@ def pg_database(admin_url: str):
     return admin_url.rsplit("/", 1)[0] + "/" + name, drop
 
 
+PROFILE_PARTS = [
+    ("parse (ER7 tokenizer)", "interfaces/parsing.py", "parse"),
+    ("map to Bundle", "interfaces/mapping/__init__.py", "map_to_bundle"),
+    ("store: receive (dedup select + insert)", "interfaces/pipeline.py", "_receive"),
+    ("store: finish (update) + ACK", "interfaces/pipeline.py", "_finish"),
+    ("core: conditional lookups", "fhir_server/interactions/common.py", "match_conditional"),
+    ("core: current-row read per PUT", "fhir_server/storage/repository.py", "_current_row"),
+    ("core: validation", "fhir_server/router.py", "validate_write"),
+    ("core: index extraction", "fhir_server/search/extract.py", "extract"),
+    ("core: flush buffered rows (executemany)", "fhir_server/storage/repository.py", "_flush"),
+    ("core: reference rewrite (_walk_replace)", "fhir_server/interactions/bundle.py", "_walk_replace"),
+]
+
+
+def profile(db_url: str, label: str, n: int = 320, group: int = 16) -> None:
+    """Group-commit ingest in-process (no sockets): unprofiled ms/message, then a cProfile breakdown."""
+    import cProfile
+    import pstats
+
+    from digitalfront.app import build_services
+    from digitalfront.config import Settings
+    from interfaces.service import pipeline_for
+
+    services = build_services(Settings(database_url=db_url, auth=False))
+    pipeline = pipeline_for(services)
+    for m in make_messages(20, seed=1):
+        pipeline.ingest(m, "warmup")
+    msgs = make_messages(2 * n, seed=3)
+    t0 = time.perf_counter()
+    for i in range(0, n, group):
+        pipeline.ingest_batch([(m, "bench", None) for m in msgs[i:i + group]])
+    plain = (time.perf_counter() - t0) / n * 1000
+    prof = cProfile.Profile()
+    prof.enable()
+    for i in range(n, 2 * n, group):
+        pipeline.ingest_batch([(m, "bench", None) for m in msgs[i:i + group]])
+    prof.disable()
+    stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+
+    def cum(path: str, func: str) -> float:
+        return sum(v[3] for k, v in stats.items() if k[0].endswith(path) and k[2] == func)
+
+    total = cum("interfaces/pipeline.py", "ingest_batch")
+    commit = sum(v[3] for k, v in stats.items() if k[0] == "~" and "commit" in k[2])
+    print(f"{label}: {plain:.1f} ms/message without profiler (groups of {group}); profiled shares:")
+    for name, path, func in PROFILE_PARTS:
+        print(f"  {name:44} {100 * cum(path, func) / total:5.1f}%")
+    print(f"  {'database commits':44} {100 * commit / total:5.1f}%")
+    services.engine.dispose()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -156,7 +208,21 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     ap.add_argument("--skip-single", action="store_true", help="skip the one-message-per-transaction rows")
+    ap.add_argument("--profile", action="store_true", help="in-process cProfile breakdown instead of MLLP runs")
     args = ap.parse_args()
+    if args.profile:
+        with tempfile.TemporaryDirectory() as tmp:
+            profile(f"sqlite:///{tmp}/bench.db", "SQLite")
+        try:
+            url, drop = pg_database(args.postgres)
+        except Exception as exc:  # noqa: BLE001
+            print(f"PostgreSQL skipped: {exc}", file=sys.stderr)
+            return 0
+        try:
+            profile(url, "PostgreSQL")
+        finally:
+            drop()
+        return 0
     n = 100 if args.quick else args.messages
     runs = 1 if args.quick else args.runs
     rows: list[tuple[str, list[dict]]] = [("baseline: AA without processing", []),

@@ -187,6 +187,33 @@ def run_mix(svc: Any, repeats: int, seed: int) -> dict:
     return out
 
 
+def ingest_vs_empty(svc: Any, corpus: list[dict], folder: str, rounds: int = 3) -> dict:
+    """The same bundles into the big database and into an empty one, alternating: the degradation ratio."""
+    from digitalfront.app import build_services
+    from digitalfront.config import Settings
+    from fhir_server.model import FhirRequest
+
+    sample = corpus[:4]
+    n = sum(len(b["entry"]) for b in sample)
+    big, empty = [], []
+    for r in range(rounds):
+        fresh = build_services(Settings(database_url=f"sqlite:///{folder}/empty-{r}.db", auth=False)) \
+            if svc.engine.dialect.name == "sqlite" else None
+        for target, acc in ((svc, big), (fresh, empty)):
+            if target is None:
+                continue
+            t = time.perf_counter()
+            for i, b in enumerate(sample):
+                target.router.handle(FhirRequest("POST", "", resource=clone(b, 10_000 + r * 10 + i)))
+            acc.append(n / (time.perf_counter() - t))
+        if fresh is not None:
+            fresh.engine.dispose()
+    out = {"big_db_per_s": statistics.median(big)}
+    if empty:
+        out |= {"empty_db_per_s": statistics.median(empty), "ratio": statistics.median(big) / statistics.median(empty)}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -224,6 +251,7 @@ def main() -> None:
             report[f"{db}_sizes"] = sizes(svc)
             run_mix(svc, 2, seed=1)  # warm caches
             report[f"{db}_mix"] = run_mix(svc, 5 if args.quick else args.repeats, seed=42)
+            report[f"{db}_ingest_vs_empty"] = ingest_vs_empty(svc, corpus, folder)
             print(json.dumps({db: report[f"{db}_mix"]}, indent=1), flush=True)
             svc.engine.dispose()
     finally:

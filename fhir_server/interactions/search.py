@@ -81,11 +81,8 @@ def run_search(router: FhirRouter, req: FhirRequest, repo: FhirRepository, types
         authz.check_interaction(req.context, "search", None)
     if extra:
         q.criteria.extend(extra)
-    for rt in (q.resource_types or [None]):  # type: ignore[list-item]
-        restrictions = authz.search_restrictions(req.context, rt) if rt else []
-        if restrictions:
-            sub = router.search_parser().parse([rt], restrictions)
-            q.criteria.extend(sub.query.criteria)
+    authz.check_search_targets(req.context, sorted(_reached_types(q.criteria)))
+    restrict(router, req, q)
     result = repo.search(q)
     for st in result.matches + result.included:
         if st.resource is not None:
@@ -97,6 +94,37 @@ def run_search(router: FhirRouter, req: FhirRequest, repo: FhirRepository, types
         return FhirResponse(200, bundle)
     return FhirResponse(200, build_bundle(router, req, parsed, path, result.matches, result.included,
                                           result.total, result.next_cursor))
+
+
+def _reached_types(criteria: list[Criterion]) -> set[str]:
+    """Types a chain or ``_has`` searches into: the caller must be allowed to search those too."""
+    out: set[str] = set()
+    stack = list(criteria)
+    while stack:
+        c = stack.pop()
+        if c.kind in ("chain", "has") and c.target_type:
+            out.add(c.target_type)
+        stack.extend(c.subs)
+        if c.sub is not None:
+            stack.append(c.sub)
+    return out
+
+
+def restrict(router: FhirRouter, req: FhirRequest, q: Any) -> None:
+    """AND the caller's scope restrictions (patient compartment, granular scopes) into the query, per type:
+    with several types each type keeps its own restriction (OR across types), not the AND of all of them."""
+    per_type: list[tuple[str, list[Criterion]]] = []
+    for rt in q.resource_types or []:
+        restrictions = authz.search_restrictions(req.context, rt)
+        crits = router.search_parser().parse([rt], restrictions).query.criteria if restrictions else []
+        per_type.append((rt, crits))
+    if not any(crits for _, crits in per_type):
+        return
+    if len(per_type) == 1:
+        q.criteria.extend(per_type[0][1])
+        return
+    q.criteria.append(Criterion("or", per_type[0][0], subs=[
+        Criterion("and", rt, subs=[Criterion("type", rt, values=[rt]), *crits]) for rt, crits in per_type]))
 
 
 def search_type(router: FhirRouter, req: FhirRequest, repo: FhirRepository, resource_type: str) -> FhirResponse:

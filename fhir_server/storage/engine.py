@@ -34,6 +34,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA busy_timeout=60000")
             cur.execute("PRAGMA cache_size=-65536")
             cur.execute("PRAGMA temp_store=MEMORY")
+            cur.execute("PRAGMA mmap_size=2147483648")  # big databases: pages via the OS cache, no copies
             cur.close()
 
         @event.listens_for(engine, "begin")

@@ -237,6 +237,8 @@ class SqlSearch:
             return or_(*[self.condition(s, r) for s in c.subs]) if c.subs else false()
         if kind == "and":
             return and_(*[self.condition(s, r) for s in c.subs]) if c.subs else true()
+        if kind == "type":
+            return r.c.res_type.in_(c.values)
         if kind == "id":
             ids = [v for raw in c.values for v in escape_split(raw, ",")]
             cond: Cond = r.c.fhir_id.in_(ids)

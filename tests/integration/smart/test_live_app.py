@@ -154,12 +154,24 @@ def test_limited_type_scope_is_403(live):
     assert requests.get(f"{live.base}/Patient/{live.patients[0]}/$everything", headers=h).status_code in (200, 403)
 
 
-@pytest.mark.xfail(strict=True, reason="router does not yet call authz.check_search_targets for _has/chain "
-                                       "targets: a Patient-only token can probe Observations via _has")
 def test_has_cannot_probe_ungranted_types(live):
     h = H(user_token(live, "launch/patient patient/Patient.rs")["access_token"])
     r = requests.get(f"{live.base}/Patient?_has:Observation:patient:status=final", headers=h)
     assert r.status_code == 403
+    chained = requests.get(f"{live.base}/Patient?general-practitioner.name=x", headers=h)
+    assert chained.status_code == 403  # Practitioner not granted
+
+
+def test_multi_type_search_keeps_each_types_restriction(live):
+    h = H(user_token(live, "launch/patient patient/*.rs")["access_token"])
+    r = requests.get(f"{live.base}/?_type=Patient,Condition&_count=200", headers=h)
+    assert r.status_code == 200, r.text
+    entries = [e["resource"] for e in r.json().get("entry", [])]
+    types = {e["resourceType"] for e in entries}
+    assert types == {"Patient", "Condition"}, types
+    me = live.patients[0]
+    assert all(e["id"] == me for e in entries if e["resourceType"] == "Patient")
+    assert all(e["subject"]["reference"].endswith(f"Patient/{me}") for e in entries if e["resourceType"] == "Condition")
 
 
 def test_audit_events_recorded(live):
