@@ -11,6 +11,7 @@ subcomponents are 1-based and MSH-1 is the field separator itself.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 SEGMENT_SEPARATORS = ("\r\n", "\n", "\r")
 
@@ -122,8 +123,12 @@ class Field:
     raw: str
     enc: Encoding
 
+    @cached_property
+    def _comps(self) -> list[str]:
+        return self.raw.split(self.enc.component)  # split once: mappers read many components of a field
+
     def c(self, comp: int, sub: int = 1) -> str:
-        comps = self.raw.split(self.enc.component)
+        comps = self._comps
         if comp > len(comps):
             return ""
         subs = comps[comp - 1].split(self.enc.subcomponent)

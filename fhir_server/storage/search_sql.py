@@ -234,6 +234,8 @@ class SqlSearch:
     def condition(self, c: Criterion, r: Any) -> Cond:
         kind = c.kind
         if kind == "or":
+            if len(c.subs) > 1 and all(s.kind == "compartment" and s.values == c.subs[0].values for s in c.subs):
+                return self._compartment(c.subs, r)  # $everything, compartment search over many types
             return or_(*[self.condition(s, r) for s in c.subs]) if c.subs else false()
         if kind == "and":
             return and_(*[self.condition(s, r) for s in c.subs]) if c.subs else true()
@@ -264,20 +266,25 @@ class SqlSearch:
                 ref.c.target_type == c.resource_type,
                 ref.c.res_pk.in_(self.pks_of(c.target_type, c.sub))))
         if kind == "compartment":
-            ref = T.idx_reference
-            ctype, cid = c.values[0].split("/", 1)
-            hashes = [identity(c.resource_type, p.code) for p in c.params]
-            conds: list[Cond] = []
-            if hashes:
-                conds.append(r.c.pk.in_(select(ref.c.res_pk).where(
-                    ref.c.hash_identity.in_(hashes), ref.c.target_type == ctype, ref.c.target_id == cid)))
-            if c.resource_type == ctype:
-                conds.append(and_(r.c.res_type == ctype, r.c.fhir_id == cid))
-            return or_(*conds) if conds else false()
+            return self._compartment([c], r)
         if kind == "param":
             assert c.param is not None
             return self._param(c, r)
         raise bad_request(f"Unsupported search criterion {kind}")
+
+    def _compartment(self, members: list[Criterion], r: Any) -> Cond:
+        """Membership in one compartment for one or many types: a single lookup of the references to the
+        compartment owner (one index range), filtered by the member types' parameter identities."""
+        ref = T.idx_reference
+        ctype, cid = members[0].values[0].split("/", 1)
+        hashes = [identity(m.resource_type, p.code) for m in members for p in m.params]
+        conds: list[Cond] = []
+        if hashes:
+            conds.append(r.c.pk.in_(select(ref.c.res_pk).where(
+                ref.c.target_id == cid, ref.c.target_type == ctype, ref.c.hash_identity.in_(hashes))))
+        if any(m.resource_type == ctype for m in members):
+            conds.append(and_(r.c.res_type == ctype, r.c.fhir_id == cid))
+        return or_(*conds) if conds else false()
 
     def _param(self, c: Criterion, r: Any) -> Cond:
         sp = c.param

@@ -66,3 +66,54 @@ def test_kill_9_during_burst_loses_no_acknowledged_message(tmp_path):
     for msg_id in list(store.iter_ids(status="received")):
         assert pipeline.replay(msg_id).ack_code == "AA"
     assert store.counts()["received"] == 0
+
+
+def test_kill_9_during_group_commits_from_several_connections(tmp_path):
+    """Four senders at once (so messages share group commits): every AA'd message is applied, every
+    message the server stored but did not finish is in ``received`` and replays to AA."""
+    db = f"sqlite:///{tmp_path}/kill9g.db"
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, db], cwd=REPO, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    acked: list[str] = []
+    lock = threading.Lock()
+
+    def sender(k: int) -> None:
+        try:
+            with MllpClient("127.0.0.1", port, timeout=30) as c:
+                for i in range(k * 1000, k * 1000 + 100):
+                    ack = c.send(ORU.format(i=i, mrn=100 + k).encode())[0]
+                    assert ack_code(ack) == "AA"
+                    with lock:
+                        acked.append(f"k{i}")
+        except (ConnectionError, OSError):
+            return
+
+    try:
+        port = int(proc.stdout.readline())
+        threading.Timer(2.0, os.kill, (proc.pid, signal.SIGKILL)).start()
+        threads = [threading.Thread(target=sender, args=(k,)) for k in range(1, 5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert 4 <= len(acked) < 400
+    from digitalfront.app import build_services
+    from digitalfront.config import Settings
+    from interfaces.service import pipeline_for
+
+    services = build_services(Settings(database_url=db, auth=False))
+    pipeline = pipeline_for(services)
+    store = pipeline.store
+    for cid in acked:
+        stored = store.find_original("LAB", "HOSP", cid)
+        assert stored is not None and stored.status == "processed", cid
+    assert store.counts()["error"] == 0
+    for msg_id in list(store.iter_ids(status="received")):
+        assert pipeline.replay(msg_id).ack_code == "AA"
+    processed = store.search(status="processed", limit=1000)
+    for m in processed:  # applied exactly once: one report with its 10 results per message
+        report = services.client.search("DiagnosticReport", {"identifier": f"F{m.control_id[1:]}"})
+        assert len(report) == 1 and len(report[0]["result"]) == 10, m.control_id
