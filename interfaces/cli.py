@@ -84,13 +84,24 @@ def _enhanced_with_app_ack(message: bytes) -> bool:
 @hl7.command()
 @click.argument("directory", type=click.Path(exists=True))
 def load(directory: str) -> None:
-    """Ingest every message under DIRECTORY in-process (same store, dedup and ACK rules as MLLP)."""
+    """Ingest every message under DIRECTORY in-process (same store, dedup and ACK rules as MLLP).
+
+    Messages are applied in file order with group commit (64 per database transaction)."""
     pipeline = _pipeline()
     counts: dict[str, int] = {}
+    group: list[tuple[bytes, str, None]] = []
+
+    def flush() -> None:
+        for result in pipeline.ingest_batch(group):
+            counts[result.status] = counts.get(result.status, 0) + 1
+        group.clear()
+
     for path in iter_files([directory]):
         for message in read_messages(path):
-            result = pipeline.ingest(message, f"file:{path}")
-            counts[result.status] = counts.get(result.status, 0) + 1
+            group.append((message, f"file:{path}", None))
+            if len(group) >= 64:
+                flush()
+    flush()
     click.echo(" ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "no messages found")
 
 
