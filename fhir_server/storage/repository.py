@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, text, update
 
-from fhir_server.errors import conflict, gone, not_found, precondition_failed
+from fhir_server.errors import conflict, gone, not_found, precondition_failed, unprocessable
 from fhir_server.events import EventBus, ResourceChanged
 from fhir_server.model import JsonDict
 from fhir_server.repository import HistoryPage, StoredResource, WriteResult
@@ -42,7 +42,10 @@ def load_body(body: Any) -> JsonDict | None:
 
 
 def _dumps(obj: Any) -> str:
-    return orjson.dumps(obj).decode()
+    try:
+        return orjson.dumps(obj).decode()
+    except TypeError as exc:  # e.g. an integer beyond 64 bits from an in-process caller
+        raise unprocessable(f"The resource cannot be stored: {exc}") from exc
 
 
 def _strip_meta(res: JsonDict) -> JsonDict:

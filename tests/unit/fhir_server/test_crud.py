@@ -205,3 +205,11 @@ def test_history_at_gives_the_version_current_then(services: Any) -> None:
     call(services, "PUT", f"Patient/{pid}", resource={**patient(active=True), "id": pid})
     at_first = call(services, "GET", f"Patient/{pid}/_history", [("_at", first)]).resource
     assert [e["resource"]["meta"]["versionId"] for e in at_first["entry"]] == ["1"]
+
+
+def test_unstorable_number_from_an_in_process_caller_is_422(sqlite_services: Any) -> None:
+    resp = call(sqlite_services, "POST", "Observation", resource={
+        "resourceType": "Observation", "status": "final", "code": {"text": "x"},
+        "valueQuantity": {"value": 10 ** 400}})
+    assert resp.status in (400, 422) and resp.resource["resourceType"] == "OperationOutcome"
+    assert sqlite_services.repo.count_by_type() == {}
