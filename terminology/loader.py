@@ -81,7 +81,7 @@ def mark_package(engine: Engine, name: str, version: str, status: str, counts: d
 
 
 def package_status(engine: Engine, name: str, version: str) -> str | None:
-    with engine.connect() as conn:
+    with engine.connect().execution_options(readonly=True) as conn:
         return conn.execute(select(package.c.status).where(package.c.name == name,
                                                            package.c.version == version)).scalar()
 

@@ -200,7 +200,8 @@ class TerminologyService:
             return None
 
     def core_ready(self) -> bool:
-        """True once the core R4 terminology is completely loaded (in any process), or when it never will be."""
+        """False only while the core R4 terminology is being loaded (by any process): a half-loaded value set
+        must not reject valid codes. Never loaded, loaded or failed all count as ready."""
         if getattr(self, "_core_ready", False):
             return True
         import time
@@ -209,13 +210,11 @@ class TerminologyService:
         if now - getattr(self, "_core_checked", 0.0) < 1.0:
             return False
         self._core_checked = now
-        status = loader.package_status(self.engine, loader.CORE_NAME, loader.CORE_VERSION)
-        ready = status in ("loaded", "failed", None) and not getattr(self, "_core_loading", False)
-        if status == "loaded" or (status is None and not loader.CORE_DATA.exists()):
-            self._core_ready = True
-            self.invalidate()
-            return True
-        return ready and status == "failed"
+        if loader.package_status(self.engine, loader.CORE_NAME, loader.CORE_VERSION) == "loading":
+            return False
+        self._core_ready = True
+        self.invalidate()
+        return True
 
     def validate_code(self, url_or_valueset: str | JsonDict | None, system: str | None, code: str,
                       display: str | None = None, version: str | None = None) -> JsonDict:

@@ -191,7 +191,17 @@ def _transaction(router: FhirRouter, req: FhirRequest, repo: FhirRepository, ent
                                                             f"Conditional reference {ref} matched {len(found)} "
                                                             "resources; it must match exactly one")])
                 mapping[ref] = f"{m.group(1)}/{found[0].id}"
-            # 3. run the entries in the spec's order
+            # 3. run the entries in the spec's order (current rows of updated resources read in one query)
+            prefetch = getattr(uow, "prefetch_current", None)
+            if prefetch is not None:
+                keys = []
+                for i in order:
+                    r = entries[i]["request"]
+                    url = str(mapping.get(r["url"], r["url"])).split("?")[0].split("/_history")[0]
+                    parts = url.split("/")
+                    if r["method"].upper() in ("PUT", "DELETE") and len(parts) == 2 and i not in assigned:
+                        keys.append((parts[0], parts[1]))
+                prefetch(keys)
             for i in order:
                 e = _walk_replace(entries[i], mapping) if mapping else entries[i]
                 sub = _entry_request(req, e)

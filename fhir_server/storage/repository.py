@@ -138,6 +138,7 @@ class SqlFhirRepository(JobStore):
         self._conn: Connection | None = None
         self._pending = _Pending()
         self._events: list[ResourceChanged] = []
+        self._prefetched: dict[tuple[str, str], Any] = {}
         self._index_hooks: list[Callable[[JsonDict], None]] = []
 
     # ------------------------------------------------------------ transactions
@@ -147,6 +148,7 @@ class SqlFhirRepository(JobStore):
         view._conn = conn
         view._pending = _Pending()
         view._events = []
+        view._prefetched = {}
         view._root = self  # type: ignore[attr-defined]
         return view
 
@@ -234,6 +236,33 @@ class SqlFhirRepository(JobStore):
     def _current_row(self, conn: Connection, resource_type: str, id: str) -> Any:
         r = T.resource
         return conn.execute(select(r).where(r.c.res_type == resource_type, r.c.fhir_id == id)).first()
+
+    def prefetch_current(self, keys: list[tuple[str, str]]) -> None:
+        """Inside a unit of work: read the current rows of resources about to be updated in one query
+        (a transaction of N updates then costs one SELECT instead of N)."""
+        if self._conn is None or not keys:
+            return
+        r = T.resource
+        by_type: dict[str, list[str]] = {}
+        for rt, id in keys:
+            by_type.setdefault(rt, []).append(id)
+        for rt, ids in by_type.items():
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                found = {row.fhir_id: row for row in self._conn.execute(
+                    select(r).where(r.c.res_type == rt, r.c.fhir_id.in_(chunk))).all()}
+                for id in chunk:
+                    self._prefetched[(rt, id)] = found.get(id)
+
+    def _current_row_for_write(self, rt: str, id: str) -> Any:
+        assert self._conn is not None
+        key = (rt, id)
+        if key in self._pending.keys:  # written earlier in this transaction: make it visible first
+            self._flush()
+            self._prefetched.pop(key, None)
+        elif key in self._prefetched:
+            return self._prefetched.pop(key)  # one use: after this write the row is stale
+        return self._current_row(self._conn, rt, id)
 
     def read(self, resource_type: str, id: str) -> StoredResource:
         with self._reading() as conn:
@@ -378,9 +407,7 @@ class SqlFhirRepository(JobStore):
                 method: str = "PUT") -> WriteResult:
         assert self._conn is not None
         rt, id = resource["resourceType"], resource["id"]
-        if (rt, id) in self._pending.keys:  # written earlier in this transaction: make it visible first
-            self._flush()
-        row = self._current_row(self._conn, rt, id)
+        row = self._current_row_for_write(rt, id)
         if row is None:
             if if_match is not None:
                 raise precondition_failed(f"{rt}/{id} does not exist, so If-Match cannot match")
@@ -409,9 +436,7 @@ class SqlFhirRepository(JobStore):
 
     def _delete(self, rt: str, id: str, if_match: int | None) -> WriteResult | None:
         assert self._conn is not None
-        if (rt, id) in self._pending.keys:
-            self._flush()
-        row = self._current_row(self._conn, rt, id)
+        row = self._current_row_for_write(rt, id)
         if row is None:
             return None
         if if_match is not None and if_match != row.version:
