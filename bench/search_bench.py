@@ -248,6 +248,9 @@ def main() -> None:
             print(f"== {db}: {existing} resources present, loading to {target}", flush=True)
             report[f"{db}_ingest"] = ingest(svc, corpus, target - existing) if existing < target else {
                 "resources": existing, "reused": True}
+            from fhir_server.storage.engine import optimize
+
+            optimize(svc.engine)  # what `digitalfront load` and server start do
             report[f"{db}_sizes"] = sizes(svc)
             run_mix(svc, 2, seed=1)  # warm caches
             report[f"{db}_mix"] = run_mix(svc, 5 if args.quick else args.repeats, seed=42)

@@ -17,7 +17,7 @@ from fhir_server.events import EventBus, ResourceChanged
 from fhir_server.flask_adapter import init_fhir
 from fhir_server.router import FhirRouter, RouterSettings
 from fhir_server.search.registry import SearchParamRegistry
-from fhir_server.storage.engine import make_engine
+from fhir_server.storage.engine import make_engine, optimize
 from fhir_server.storage.migrate import upgrade
 from fhir_server.storage.repository import SqlFhirRepository
 
@@ -42,6 +42,7 @@ def build_services(settings: Settings | None = None, *, migrate: bool = True) ->
     engine = make_engine(settings.database_url)
     if migrate:
         upgrade(engine)
+        optimize(engine)
     events = EventBus()
     registry = SearchParamRegistry()
     repo = SqlFhirRepository(engine, registry=registry, events=events, base_url=settings.base_url or None)

@@ -118,6 +118,9 @@ def load(paths: tuple[str, ...], database_url: str | None, no_validate: bool) ->
         settings.validate_writes = False
     services = build_services(settings)
     summary = Loader(services.router, progress=sys.stderr.isatty()).load(list(paths))
+    from fhir_server.storage.engine import optimize
+
+    optimize(services.engine)  # fresh planner statistics for the new data
     click.echo(summary.report())
     if summary.failed and not summary.total_loaded:
         sys.exit(1)

@@ -73,5 +73,18 @@ def _autobegin() -> bool:
     return False
 
 
+def optimize(engine: Engine) -> None:
+    """Refresh the planner's statistics (SQLite has none until ANALYZE; without them it may scan a whole
+    resource type instead of starting from a selective index). Cheap: bounded sampling, only when stale."""
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+            conn.exec_driver_sql("PRAGMA optimize=0x10002")
+    else:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE fhir_resource")
+            conn.commit()
+
+
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, select, tuple_
+from sqlalchemy import and_, or_, select
 
 from fhir_server.repository import StoredResource
 from fhir_server.search.extract import identity
@@ -69,7 +69,11 @@ def _include_step(search: SqlSearch, inc: Include, frontier: list[tuple[int, Sto
                  if inc.target_type in (None, res.resource_type)]
         if not pairs:
             return []
-        conds = [tuple_(ref.c.target_type, ref.c.target_id).in_(pairs)]
+        by_type: dict[str, list[str]] = {}
+        for rtype, rid in pairs:
+            by_type.setdefault(rtype, []).append(rid)
+        # per type an IN on target_id: an index range scan (a row-value IN would scan the whole table on SQLite)
+        conds = [or_(*[and_(ref.c.target_id.in_(ids), ref.c.target_type == rtype) for rtype, ids in by_type.items()])]
         if inc.param != "*":
             conds.append(ref.c.hash_identity == identity(inc.source_type, inc.param))
         stmt = select(*cols).select_from(t.join(ref, ref.c.res_pk == t.c.pk)).where(

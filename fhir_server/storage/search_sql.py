@@ -56,6 +56,33 @@ def _like_escape(s: str) -> str:
     return s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+UNSELECTIVE = 6
+
+
+def selectivity_rank(c: Criterion) -> int:
+    """Rough selectivity from the criterion's shape alone (lower drives the query)."""
+    if c.modifier in ("missing", "not", "not-in") or c.kind == "type":
+        return 9
+    if c.kind == "id":
+        return 0
+    if c.kind == "compartment":
+        return 1
+    if c.kind == "param" and c.param is not None:
+        return {"reference": 1, "token": 3, "string": 2 if c.modifier == "exact" else 3, "uri": 2,
+                "composite": 3}.get(c.param.type, UNSELECTIVE)
+    if c.kind in ("text", "content"):
+        return 3
+    if c.kind == "chain":
+        return 4
+    if c.kind == "has":
+        return 5
+    if c.kind == "or":
+        return max((selectivity_rank(s) for s in c.subs), default=9)
+    if c.kind == "and":
+        return min((selectivity_rank(s) for s in c.subs), default=9)
+    return UNSELECTIVE
+
+
 def split_prefix(value: str) -> tuple[str, str]:
     if len(value) > 2 and value[:2] in PREFIXES and (value[2].isdigit() or value[2] in "-+."):
         return value[:2], value[2:]
@@ -117,6 +144,14 @@ class SqlSearch:
         self.conn = conn
         self.base_url = (repo.extractor.base_url or "").rstrip("/")
 
+    _probe_for: Any = None
+
+    def _member(self, r: Any, table: Any, *where: Any) -> Cond:
+        """``r`` has an index row in ``table`` matching ``where``: as a driving IN, or as a per-row probe."""
+        if r is self._probe_for:
+            return exists(select(literal(1)).select_from(table).where(table.c.res_pk == r.c.pk, *where))
+        return r.c.pk.in_(select(table.c.res_pk).where(*where))
+
     # ------------------------------------------------------------------ entry
     def run(self, q: SearchQuery) -> SearchResult:
         fast = self._fast_token_search(q)
@@ -127,8 +162,14 @@ class SqlSearch:
         if q.resource_types:
             where.append(r.c.res_type.in_(q.resource_types) if len(q.resource_types) > 1
                          else r.c.res_type == q.resource_types[0])
-        for crit in q.criteria:
+        # The most selective criterion drives (pk IN its index lookup); the others are probed per candidate
+        # row (correlated EXISTS on the per-resource indexes), so a common code or a wide date range never
+        # materialises hundreds of thousands of rows.
+        ranked = sorted(q.criteria, key=selectivity_rank)
+        for n, crit in enumerate(ranked):
+            self._probe_for = r if n > 0 and selectivity_rank(ranked[0]) < UNSELECTIVE else None
             where.append(self.condition(crit, r))
+        self._probe_for = None
         filt = and_(*where)
 
         total: int | None = None
@@ -254,10 +295,10 @@ class SqlSearch:
         if kind == "chain":
             assert c.param is not None and c.sub is not None and c.target_type is not None
             ref = T.idx_reference
-            return r.c.pk.in_(select(ref.c.res_pk).where(
+            return self._member(r, ref,
                 ref.c.hash_identity == identity(c.resource_type, c.param.code),
                 ref.c.target_type == c.target_type,
-                ref.c.target_id.in_(self.ids_of(c.target_type, c.sub))))
+                ref.c.target_id.in_(self.ids_of(c.target_type, c.sub)))
         if kind == "has":
             assert c.param is not None and c.target_type is not None
             ref = T.idx_reference
@@ -280,8 +321,8 @@ class SqlSearch:
         hashes = [identity(m.resource_type, p.code) for m in members for p in m.params]
         conds: list[Cond] = []
         if hashes:
-            conds.append(r.c.pk.in_(select(ref.c.res_pk).where(
-                ref.c.target_id == cid, ref.c.target_type == ctype, ref.c.hash_identity.in_(hashes))))
+            conds.append(self._member(r, ref,
+                ref.c.target_id == cid, ref.c.target_type == ctype, ref.c.hash_identity.in_(hashes)))
         if any(m.resource_type == ctype for m in members):
             conds.append(and_(r.c.res_type == ctype, r.c.fhir_id == cid))
         return or_(*conds) if conds else false()
@@ -326,7 +367,7 @@ class SqlSearch:
                 conds.append(s.c.value_norm.like(f"{_like_escape(norm)}%", escape="\\"))
             else:
                 raise bad_request(f"Modifier :{c.modifier} is not valid on string parameter {c.param.code}")  # type: ignore[union-attr]
-        return r.c.pk.in_(select(s.c.res_pk).where(s.c.hash_identity == ident, or_(*conds)))
+        return self._member(r, s, s.c.hash_identity == ident, or_(*conds))
 
     # --- token
     def _token(self, c: Criterion, ident: int, r: Any) -> Cond:
@@ -338,7 +379,7 @@ class SqlSearch:
             text_ident = identity(c.resource_type, c.param.code + ":text")  # type: ignore[union-attr]
             words = [s.c.value_norm.like(f"{_like_escape(normalize_string(v))}%", escape="\\") for v in c.values]
             words += [s.c.value_norm.like(f"% {_like_escape(normalize_string(v))}%", escape="\\") for v in c.values]
-            return r.c.pk.in_(select(s.c.res_pk).where(s.c.hash_identity == text_ident, or_(*words)))
+            return self._member(r, s, s.c.hash_identity == text_ident, or_(*words))
         if mod == "of-type":
             type_ident = identity(c.resource_type, c.param.code + ":of-type")  # type: ignore[union-attr]
             keys = []
@@ -347,7 +388,7 @@ class SqlSearch:
                 if len(parts) != 3:
                     raise bad_request(":of-type needs system|code|value")
                 keys.append(h64(str(type_ident), "|".join(parts)))
-            return r.c.pk.in_(select(tk.c.res_pk).where(tk.c.hash_sys_value.in_(keys)))
+            return self._member(r, tk, tk.c.hash_sys_value.in_(keys))
         if mod in ("in", "below", "above"):
             codes = c.value_set_codes
             if codes is None:
@@ -361,7 +402,7 @@ class SqlSearch:
                 vs_conds.append(tk.c.hash_value.in_(bare))
             if not vs_conds:
                 return false()
-            return r.c.pk.in_(select(tk.c.res_pk).where(or_(*vs_conds)))
+            return self._member(r, tk, or_(*vs_conds))
         if mod not in (None, ""):
             raise bad_request(f"Modifier :{mod} is not valid on token parameter {c.param.code}")  # type: ignore[union-attr]
         sys_value, value_only, systems = [], [], []
@@ -379,12 +420,12 @@ class SqlSearch:
                 raise bad_request(f"Malformed token value {raw!r}")
         conds: list[Cond] = []
         if sys_value:
-            conds.append(r.c.pk.in_(select(tk.c.res_pk).where(tk.c.hash_sys_value.in_(sys_value))))
+            conds.append(self._member(r, tk, tk.c.hash_sys_value.in_(sys_value)))
         if value_only:
-            conds.append(r.c.pk.in_(select(tk.c.res_pk).where(tk.c.hash_value.in_(value_only))))
+            conds.append(self._member(r, tk, tk.c.hash_value.in_(value_only)))
         if systems:
-            conds.append(r.c.pk.in_(select(tk.c.res_pk).where(tk.c.hash_identity == ident,
-                                                                tk.c.system.in_(systems))))
+            conds.append(self._member(r, tk, tk.c.hash_identity == ident,
+                                                                tk.c.system.in_(systems)))
         return or_(*conds) if conds else false()
 
     # --- reference
@@ -415,7 +456,7 @@ class SqlSearch:
             else:
                 conds.append(and_(ref.c.target_id == v, ref.c.target_type == type_filter)
                              if type_filter else ref.c.target_id == v)
-        return r.c.pk.in_(select(ref.c.res_pk).where(ref.c.hash_identity == ident, or_(*conds)))
+        return self._member(r, ref, ref.c.hash_identity == ident, or_(*conds))
 
     # --- date
     def _date(self, c: Criterion, ident: int, r: Any) -> Cond:
@@ -428,8 +469,7 @@ class SqlSearch:
                 raise bad_request(f"Invalid date {v!r} for {c.param.code}")  # type: ignore[union-attr]
             approx = max(abs(_now_us() - rng[0]) // 10, 86_400_000_000) if prefix == "ap" else None
             conds.append(range_condition(prefix, d.c.low, d.c.high, rng[0], rng[1], approx))
-        inner = select(d.c.res_pk).where(d.c.hash_identity == ident, or_(*conds))
-        return r.c.pk.in_(inner)
+        return self._member(r, d, d.c.hash_identity == ident, or_(*conds))
 
     def _last_updated(self, raw: str, r: Any) -> Cond:
         prefix, v = split_prefix(raw)
@@ -449,7 +489,7 @@ class SqlSearch:
             if rng is None:
                 raise bad_request(f"Invalid number {v!r} for {c.param.code}")  # type: ignore[union-attr]
             conds.append(point_condition(prefix, n.c.value, float(rng[0]), float(rng[1]), float(rng[2])))
-        return r.c.pk.in_(select(n.c.res_pk).where(n.c.hash_identity == ident, or_(*conds)))
+        return self._member(r, n, n.c.hash_identity == ident, or_(*conds))
 
     # --- quantity
     def _quantity(self, c: Criterion, ident: int, r: Any) -> Cond:
@@ -477,7 +517,7 @@ class SqlSearch:
                 elif code:
                     cond = and_(cond, qt.c.hash_code == h64(code))
             conds.append(cond)
-        return r.c.pk.in_(select(qt.c.res_pk).where(qt.c.hash_identity == ident, or_(*conds)))
+        return self._member(r, qt, qt.c.hash_identity == ident, or_(*conds))
 
     # --- uri
     def _uri(self, c: Criterion, ident: int, r: Any) -> Cond:
@@ -494,7 +534,7 @@ class SqlSearch:
                 conds.append(u.c.uri == v)
             else:
                 raise bad_request(f"Modifier :{c.modifier} is not valid on uri parameter")
-        return r.c.pk.in_(select(u.c.res_pk).where(u.c.hash_identity == ident, or_(*conds)))
+        return self._member(r, u, u.c.hash_identity == ident, or_(*conds))
 
     # --- composite
     def _composite(self, c: Criterion, ident: int, r: Any) -> Cond:
@@ -550,7 +590,7 @@ class SqlSearch:
             else:
                 raise bad_request(f"Composite parameter {sp.code} is not supported")
             conds.append(and_(c1, c2))
-        return r.c.pk.in_(select(cp.c.res_pk).where(cp.c.hash_identity == ident, or_(*conds)))
+        return self._member(r, cp, cp.c.hash_identity == ident, or_(*conds))
 
     # --- special
     def _fulltext(self, kind: str, values: list[str], r: Any) -> Cond:
@@ -564,7 +604,7 @@ class SqlSearch:
             if self.conn.dialect.name == "postgresql":
                 tsq = func.plainto_tsquery("simple", " ".join(words))
                 tv = func.to_tsvector("simple", func.coalesce(getattr(T.idx_text.c, col), ""))
-                conds.append(r.c.pk.in_(select(T.idx_text.c.res_pk).where(tv.op("@@")(tsq))))
+                conds.append(self._member(r, T.idx_text, tv.op("@@")(tsq)))
             else:
                 fts.append("(" + " AND ".join(f'{col}:"{w}"' for w in words) + ")")
         if fts:  # one MATCH for all the ORed values (a second bound :m would clash)
