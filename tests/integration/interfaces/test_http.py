@@ -6,8 +6,6 @@ import json
 import urllib.error
 import urllib.request
 
-import pytest
-
 from interfaces.client import ack_code
 from tests.unit.interfaces.hl7_testkit import ig_messages
 
