@@ -11,12 +11,12 @@ p50/p95/req/s per query.
 from __future__ import annotations
 
 import argparse
-import copy
 import gzip
 import json
 import os
 import platform
 import random
+import re
 import statistics
 import sys
 import tempfile
@@ -35,13 +35,13 @@ def load_corpus() -> list[dict]:
     return [json.loads(gzip.open(f).read()) for f in files]
 
 
+UUID_RE = re.compile(r"urn:uuid:[0-9a-fA-F-]{36}")
+
+
 def clone(bundle: dict, n: int) -> dict:
     """A copy with fresh placeholder ids and identifiers, so each clone is a new patient."""
-    b = copy.deepcopy(bundle)
-    mapping = {e["fullUrl"]: f"urn:uuid:{uuid.uuid4()}" for e in b["entry"] if e.get("fullUrl")}
-    text = json.dumps(b)
-    for old, new in mapping.items():
-        text = text.replace(old, new)
+    mapping = {e["fullUrl"]: f"urn:uuid:{uuid.uuid4()}" for e in bundle["entry"] if e.get("fullUrl")}
+    text = UUID_RE.sub(lambda m: mapping.get(m.group(0), m.group(0)), json.dumps(bundle))
     b = json.loads(text)
     for e in b["entry"]:
         res = e["resource"]
@@ -57,16 +57,18 @@ def ingest(svc: Any, corpus: list[dict], target: int) -> dict:
     done, n, rates = 0, 0, []
     t0 = time.perf_counter()
     while done < target:
-        window_start, window_n = time.perf_counter(), 0
+        window_busy, window_n = 0.0, 0
         for b in corpus:
-            bundle = b if n == 0 else clone(b, n)
+            bundle = b if n == 0 else clone(b, n)  # cloning is not timed: only the server's work is
+            t = time.perf_counter()
             resp = svc.router.handle(FhirRequest("POST", "", resource=bundle))
+            window_busy += time.perf_counter() - t
             assert resp.status == 200, resp.resource
             done += len(bundle["entry"])
             window_n += len(bundle["entry"])
             if done >= target:
                 break
-        rates.append((done, window_n / (time.perf_counter() - window_start)))
+        rates.append((done, window_n / window_busy))
         print(f"  loaded {done} resources ({rates[-1][1]:.0f}/s in the last pass)", flush=True)
         n += 1
     total = time.perf_counter() - t0
@@ -199,12 +201,13 @@ def ingest_vs_empty(svc: Any, corpus: list[dict], folder: str, rounds: int = 3) 
     for r in range(rounds):
         fresh = build_services(Settings(database_url=f"sqlite:///{folder}/empty-{r}.db", auth=False)) \
             if svc.engine.dialect.name == "sqlite" else None
-        for target, acc in ((svc, big), (fresh, empty)):
+        for k, (target, acc) in enumerate(((svc, big), (fresh, empty))):
             if target is None:
                 continue
+            bundles = [clone(b, 10_000 + r * 100 + k * 10 + i) for i, b in enumerate(sample)]
             t = time.perf_counter()
-            for i, b in enumerate(sample):
-                target.router.handle(FhirRequest("POST", "", resource=clone(b, 10_000 + r * 10 + i)))
+            for b in bundles:
+                target.router.handle(FhirRequest("POST", "", resource=b))
             acc.append(n / (time.perf_counter() - t))
         if fresh is not None:
             fresh.engine.dispose()
