@@ -188,7 +188,7 @@ class FhirRouter:
                 return history.history(self, req, repo, head, second)
             if third.startswith("$"):
                 return self._operation(req, third[1:], "instance", head, second)
-            if m in ("GET", "HEAD") or (m == "POST" and False):
+            if m in ("GET", "HEAD"):
                 return search.search_compartment(self, req, repo, head, second, third)
         if n == 4 and third == "_history" and m in ("GET", "HEAD"):
             return read.vread(self, req, repo, head, second, parts[3])

@@ -139,7 +139,6 @@ class SqlFhirRepository(JobStore):
         self._pending = _Pending()
         self._events: list[ResourceChanged] = []
         self._prefetched: dict[tuple[str, str], Any] = {}
-        self._index_hooks: list[Callable[[JsonDict], None]] = []
 
     # ------------------------------------------------------------ transactions
     def _bound(self, conn: Connection) -> SqlFhirRepository:
@@ -385,18 +384,9 @@ class SqlFhirRepository(JobStore):
                                       "last_updated": now, "deleted": False, "method": method, "body": body})
         self._pending.keys.add((rt, id))
         self._queue_index(pk, res)
-        self._hook_writes(res)
         stored = StoredResource(rt, id, version, from_us(now), False, res, method)
         self._events.append(ResourceChanged("create" if version == 1 else "update", rt, id, version, res))
         return WriteResult(stored, created=True)
-
-    def _hook_writes(self, res: JsonDict) -> None:
-        for hook in self._index_hooks:
-            hook(res)
-
-    def add_write_hook(self, hook: Callable[[JsonDict], None]) -> None:
-        """Called inside the write transaction for each written resource (e.g. SearchParameter registry)."""
-        self._index_hooks.append(hook)
 
     def update(self, resource: JsonDict, *, if_match: int | None = None,
                allow_create: bool = True) -> WriteResult:
