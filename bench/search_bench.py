@@ -191,7 +191,7 @@ def run_mix(svc: Any, repeats: int, seed: int) -> dict:
 
 def ingest_vs_empty(svc: Any, corpus: list[dict], folder: str, rounds: int = 3) -> dict:
     """The same bundles into the big database and into an empty one, alternating: the degradation ratio."""
-    from digitalfront.app import build_services
+    from digitalfront.app import create_app
     from digitalfront.config import Settings
     from fhir_server.model import FhirRequest
 
@@ -199,8 +199,8 @@ def ingest_vs_empty(svc: Any, corpus: list[dict], folder: str, rounds: int = 3) 
     n = sum(len(b["entry"]) for b in sample)
     big, empty = [], []
     for r in range(rounds):
-        fresh = build_services(Settings(database_url=f"sqlite:///{folder}/empty-{r}.db", auth=False)) \
-            if svc.engine.dialect.name == "sqlite" else None
+        fresh = create_app(Settings(database_url=f"sqlite:///{folder}/empty-{r}.db", auth=False)).extensions[
+            "digitalfront"] if svc.engine.dialect.name == "sqlite" else None  # the same app as the big one
         for k, (target, acc) in enumerate(((svc, big), (fresh, empty))):
             if target is None:
                 continue

@@ -50,8 +50,10 @@ class ValueSetEngine:
         self._expansions = LRU(512)
         self._members = LRU(100_000)
         self._filter_sets = LRU(1024)
+        self._unknown = LRU(4096)  # URLs that resolved to nothing: validation asks again for every write
 
     def invalidate(self) -> None:
+        self._unknown.clear()
         self._expansions.clear()
         self._members.clear()
         self._filter_sets.clear()
@@ -64,6 +66,8 @@ class ValueSetEngine:
                 raise TerminologyError("The valueSet parameter must be a ValueSet resource")
             return url_or_vs
         url = url_or_vs
+        if self._unknown.get(url, None) is not None:
+            raise UnknownValueSet(f"Value set {url} is not known to this server")
         vs = self.index.value_set(url)
         if vs is not None:
             return vs
@@ -74,6 +78,7 @@ class ValueSetEngine:
         if cs is not None:
             return {"resourceType": "ValueSet", "url": base, "status": "active",
                     "compose": {"include": [{"system": cs.url}]}}
+        self._unknown.put(url, True)
         raise UnknownValueSet(f"Value set {url} is not known to this server")
 
     def _implicit_snomed_style(self, url: str) -> JsonDict:
