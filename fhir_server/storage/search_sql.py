@@ -277,6 +277,8 @@ class SqlSearch:
         if kind == "or":
             if len(c.subs) > 1 and all(s.kind == "compartment" and s.values == c.subs[0].values for s in c.subs):
                 return self._compartment(c.subs, r)  # $everything, compartment search over many types
+            if len(c.subs) > 1 and all(s.kind == "chain" and s.param is c.subs[0].param for s in c.subs):
+                return self._chain_any_target(c.subs, r)  # subject.name: Patient or Location or ...
             return or_(*[self.condition(s, r) for s in c.subs]) if c.subs else false()
         if kind == "and":
             return and_(*[self.condition(s, r) for s in c.subs]) if c.subs else true()
@@ -312,6 +314,17 @@ class SqlSearch:
             assert c.param is not None
             return self._param(c, r)
         raise bad_request(f"Unsupported search criterion {kind}")
+
+    def _chain_any_target(self, chains: list[Criterion], r: Any) -> Cond:
+        """One reference lookup for a chain whose reference may point at several types: an OR of separate
+        subqueries cannot drive a query on PostgreSQL (it scans every resource and probes both)."""
+        ref = T.idx_reference
+        first = chains[0]
+        assert first.param is not None
+        targets = [and_(ref.c.target_type == c.target_type,
+                        ref.c.target_id.in_(self.ids_of(c.target_type or "", c.sub))) for c in chains]
+        return self._member(r, ref, ref.c.hash_identity == identity(first.resource_type, first.param.code),
+                            or_(*targets))
 
     def _compartment(self, members: list[Criterion], r: Any) -> Cond:
         """Membership in one compartment for one or many types: a single lookup of the references to the
