@@ -36,7 +36,8 @@ def history(router: FhirRouter, req: FhirRequest, repo: FhirRepository, resource
         check_type(router, resource_type)
     if id:
         check_id(id)
-    authz.check_interaction(req.context, "history", resource_type)
+    level = "history-instance" if id else "history-type" if resource_type else "history-system"
+    authz.check_interaction(req.context, level, resource_type)
     allowed = {"_since", "_at", "_count", "_offset", "_format", "_pretty", "_summary", "_elements", "_list"}
     for k, _v in req.query:
         if k not in allowed:
