@@ -34,6 +34,19 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 90.0) -> N
     raise AssertionError(f"port {port} did not open")
 
 
+def wait_for_http(url: str, timeout: float = 180.0) -> None:
+    """The port opens before a gunicorn worker has built the app (slow on a loaded machine): wait for it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} not ready after {timeout} s")
+
+
 def get_json(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=30) as resp:
         return json.loads(resp.read())
@@ -52,6 +65,7 @@ def test_serve_with_mllp_port_acks_after_commit_and_serves_the_result(tmp_path):
             acks = [c.send(oru(f"srv-{i}", mrn="4242"))[0] for i in range(3)]
         assert [ack_code(a) for a in acks] == ["AA", "AA", "AA"], acks
         wait_for_port(http_port, proc)
+        wait_for_http(f"http://127.0.0.1:{http_port}/healthz")
         base = f"http://127.0.0.1:{http_port}/fhir"
         reports = get_json(f"{base}/DiagnosticReport?subject:Patient.identifier=urn:oid:1.2.3|4242")
         assert reports.get("total", len(reports.get("entry", []))) == 3
