@@ -123,12 +123,17 @@ def xpn(f: Field | None) -> JsonDict | None:
     use = code_of("NameType", f.c(7))
     if use:
         out["use"] = use
-    period = _period(f.c(12), f.c(13), date_only=True) or (
-        _period(f.comp_field(10).c(1), f.comp_field(10).c(2), date_only=True) if f.c(10) else None
-    )
+    period = _validity(f, 12, 13, 10)
     if period:
         out["period"] = period
     return out
+
+
+def _validity(f: Field, start: int, end: int, range_comp: int) -> JsonDict | None:
+    """XPN/XAD validity: the effective/expiration date components, else the older DR range component."""
+    return _period(f.c(start), f.c(end), date_only=True) or (
+        _period(f.comp_field(range_comp).c(1), f.comp_field(range_comp).c(2), date_only=True)
+        if f.c(range_comp) else None)
 
 
 def xad(f: Field | None) -> JsonDict | None:
@@ -149,9 +154,7 @@ def xad(f: Field | None) -> JsonDict | None:
         out["use"] = use
     elif kind == "M":
         out["type"] = "postal"
-    period = _period(f.c(13), f.c(14), date_only=True) or (
-        _period(f.comp_field(12).c(1), f.comp_field(12).c(2), date_only=True) if f.c(12) else None
-    )
+    period = _validity(f, 13, 14, 12)
     if period:
         out["period"] = period
     return out
