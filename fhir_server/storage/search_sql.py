@@ -295,12 +295,7 @@ class SqlSearch:
         if kind == "list":
             return or_(*[self._in_list(v, r) for v in c.values])
         if kind == "chain":
-            assert c.param is not None and c.sub is not None and c.target_type is not None
-            ref = T.idx_reference
-            return self._member(r, ref,
-                ref.c.hash_identity == identity(c.resource_type, c.param.code),
-                ref.c.target_type == c.target_type,
-                ref.c.target_id.in_(self.ids_of(c.target_type, c.sub)))
+            return self._chain_any_target([c], r)
         if kind == "has":
             assert c.param is not None and c.target_type is not None
             ref = T.idx_reference
