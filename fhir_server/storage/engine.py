@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import sys
+import weakref
 from pathlib import Path
 from typing import Any
 
 import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+
+from fhir_server.storage import checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +26,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             Path(db).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60},
                                pool_size=kwargs.pop("pool_size", 16), max_overflow=16, **kwargs)
+        file_db = bool(db) and db != ":memory:" and not str(db).startswith("file:")
+        if file_db:
+            path = str(db)
+            checkpoint.register(path)
+            weakref.finalize(engine, checkpoint.unregister, path)
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _rec: Any) -> None:
@@ -35,7 +43,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA cache_size=-262144")  # up to 256 MB of pages per connection
             cur.execute("PRAGMA temp_store=MEMORY")
             cur.execute("PRAGMA mmap_size=68719476736")  # map the whole file: index pages via the OS cache
-            cur.execute("PRAGMA wal_autocheckpoint=20000")  # fewer, larger checkpoints on big databases
+            # checkpoints run in a background thread (storage/checkpoint.py); this is only a safety net
+            cur.execute(f"PRAGMA wal_autocheckpoint={checkpoint.SAFETY_PAGES if file_db else 1000}")
             cur.close()
 
         @event.listens_for(engine, "begin")

@@ -1,0 +1,96 @@
+"""SQLite WAL checkpoints in a background thread, off the write path.
+
+With SQLite's automatic checkpoints the transaction that crosses the WAL threshold copies every page
+of the log back into the database file before its commit returns. On a large database those pages lie
+all over the file (index B-tree leaves at random keys), so that one writer pays for everyone's random
+I/O and ingest slows down as the database grows. Here one daemon thread runs PASSIVE checkpoints
+(which never block readers or writers) for every registered database file whenever its WAL changed;
+the writers keep a much higher automatic threshold only as a safety net (``SAFETY_PAGES``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+
+log = logging.getLogger(__name__)
+
+INTERVAL_S = 0.25
+SAFETY_PAGES = 250_000  # ~1 GB of WAL: writers checkpoint themselves only if this thread falls far behind
+
+_lock = threading.Lock()
+_paths: dict[str, int] = {}  # database file -> number of engines using it
+_thread: threading.Thread | None = None
+_wake = threading.Event()
+
+
+def register(path: str) -> None:
+    """Checkpoint ``path`` in the background until as many ``unregister`` calls as ``register`` calls."""
+    global _thread
+    path = os.path.abspath(path)
+    with _lock:
+        _paths[path] = _paths.get(path, 0) + 1
+        if _thread is None or not _thread.is_alive():
+            _thread = threading.Thread(target=_run, name="sqlite-wal-checkpoint", daemon=True)
+            _thread.start()
+
+
+def unregister(path: str) -> None:
+    path = os.path.abspath(path)
+    with _lock:
+        n = _paths.get(path, 0) - 1
+        if n > 0:
+            _paths[path] = n
+        else:
+            _paths.pop(path, None)
+    _wake.set()
+
+
+def checkpoint_once(path: str) -> tuple[int, int, int] | None:
+    """One PASSIVE checkpoint of ``path`` on a short-lived connection: (busy, wal frames, frames copied)."""
+    try:
+        conn = sqlite3.connect(path, timeout=1, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error:
+        return None
+    try:
+        row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return (int(row[0]), int(row[1]), int(row[2])) if row else None
+    except sqlite3.Error as exc:
+        log.debug("checkpoint of %s failed: %s", path, exc)
+        return None
+    finally:
+        conn.close()
+
+
+def _run() -> None:
+    global _thread
+    seen: dict[str, tuple[int, int]] = {}
+    while True:
+        _wake.wait(INTERVAL_S)
+        _wake.clear()
+        with _lock:
+            paths = list(_paths)
+            if not paths:
+                _thread = None
+                return
+        for path in paths:
+            try:
+                st = os.stat(path + "-wal")
+            except OSError:
+                if not os.path.exists(path):  # deleted (a test's temporary folder): stop watching it
+                    with _lock:
+                        _paths.pop(path, None)
+                continue
+            stamp = (st.st_mtime_ns, st.st_size)
+            if seen.get(path) == stamp:
+                continue
+            checkpoint_once(path)
+            try:
+                st = os.stat(path + "-wal")
+                seen[path] = (st.st_mtime_ns, st.st_size)
+            except OSError:
+                seen.pop(path, None)
+        for gone in set(seen) - set(paths):
+            del seen[gone]

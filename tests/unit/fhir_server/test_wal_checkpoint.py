@@ -1,0 +1,60 @@
+"""SQLite WAL checkpoints happen in the background, not in the committing writer."""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from pathlib import Path
+
+from sqlalchemy import text
+
+from fhir_server.storage import checkpoint
+from fhir_server.storage.engine import make_engine
+
+
+def _wait(pred, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
+def test_writer_commit_leaves_pages_to_the_background_checkpointer(tmp_path: Path) -> None:
+    db = tmp_path / "ckpt.db"
+    engine = make_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == checkpoint.SAFETY_PAGES
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE blob (id INTEGER PRIMARY KEY, data TEXT)"))
+    base = os.path.getsize(db)
+    payload = "x" * 4000
+    with engine.begin() as conn:  # ~4 MB: far below the writers' own threshold, so only the thread copies it
+        conn.execute(text("INSERT INTO blob (data) VALUES (:d)"), [{"d": payload} for _ in range(1000)])
+    assert _wait(lambda: os.path.getsize(db) > base + 3_000_000), "the WAL was never checkpointed into the file"
+    with engine.connect() as conn:  # and the data is all there
+        assert conn.execute(text("SELECT count(*) FROM blob")).scalar() == 1000
+    engine.dispose()
+
+
+def test_engines_unregister_when_collected(tmp_path: Path) -> None:
+    db = str(tmp_path / "gone.db")
+    engine = make_engine(f"sqlite:///{db}")
+    assert os.path.abspath(db) in checkpoint._paths
+    engine.dispose()
+    del engine
+    gc.collect()
+    assert os.path.abspath(db) not in checkpoint._paths
+
+
+def test_checkpoint_once_reports_frames(tmp_path: Path) -> None:
+    db = tmp_path / "once.db"
+    engine = make_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+        conn.execute(text("INSERT INTO t VALUES (1)"))
+    result = checkpoint.checkpoint_once(str(db))
+    assert result is not None and result[0] == 0 and result[1] >= result[2] >= 0
+    engine.dispose()
