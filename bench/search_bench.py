@@ -253,6 +253,7 @@ def main() -> None:
     ap.add_argument("--postgres", action="store_true")
     ap.add_argument("--keep", default=None, help="folder for the SQLite file (reused if present)")
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--pg-keep", default=None, help="PostgreSQL database name to load into and keep (reused)")
     ap.add_argument("--postgres-only", action="store_true", help="with --postgres: skip the SQLite run")
     args = ap.parse_args()
     target = 30_000 if args.quick else args.resources
@@ -268,9 +269,10 @@ def main() -> None:
     if args.postgres:
         import psycopg
 
-        pg_name = f"df_search_bench_{uuid.uuid4().hex[:8]}"
+        pg_name = args.pg_keep or f"df_search_bench_{uuid.uuid4().hex[:8]}"
         with psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True) as c:
-            c.execute(f'CREATE DATABASE "{pg_name}"')
+            if not c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (pg_name,)).fetchone():
+                c.execute(f'CREATE DATABASE "{pg_name}"')
         urls.append(("postgresql", f"postgresql+psycopg://postgres@127.0.0.1:5432/{pg_name}"))
     try:
         for db, url in urls:
@@ -291,7 +293,7 @@ def main() -> None:
             print(json.dumps({db: report[f"{db}_mix"]}, indent=1), flush=True)
             svc.engine.dispose()
     finally:
-        if pg_name:
+        if pg_name and not args.pg_keep:
             import psycopg
 
             with psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True) as c:

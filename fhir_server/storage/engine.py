@@ -84,16 +84,36 @@ def _autobegin() -> bool:
 
 
 def optimize(engine: Engine) -> None:
-    """Refresh the planner's statistics (SQLite has none until ANALYZE; without them it may scan a whole
-    resource type instead of starting from a selective index). Cheap: bounded sampling, only when stale."""
+    """Refresh the planner's statistics when they are missing or stale (run at start and after loads).
+
+    SQLite has none until ANALYZE, and without them it may walk a whole resource type by ``res_type``
+    instead of starting from a selective index: measured at 1M resources, a single-patient search took
+    92 ms instead of 5 ms. ``PRAGMA optimize`` alone cannot be relied on: before SQLite 3.46 (Python
+    bundles 3.40) it only looks at tables the same connection has queried. So: a bounded-sampling ANALYZE
+    (``analysis_limit``: ~2 s at 1M resources) when ``fhir_resource`` has no statistics or has grown to
+    more than twice the size they describe, else ``PRAGMA optimize``.
+    """
     if engine.dialect.name == "sqlite":
-        with engine.connect() as conn:
+        with engine.begin() as conn:
             conn.exec_driver_sql("PRAGMA analysis_limit=1000")
-            conn.exec_driver_sql("PRAGMA optimize=0x10002")
+            if _sqlite_stats_stale(conn):
+                conn.exec_driver_sql("ANALYZE")
+            else:
+                conn.exec_driver_sql("PRAGMA optimize=0x10002")
     else:
         with engine.connect() as conn:
-            conn.exec_driver_sql("ANALYZE fhir_resource")
+            conn.exec_driver_sql("ANALYZE")
             conn.commit()
+
+
+def _sqlite_stats_stale(conn: Any) -> bool:
+    if conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").first() is None:
+        return True
+    row = conn.exec_driver_sql("SELECT stat FROM sqlite_stat1 WHERE tbl = 'fhir_resource' AND "
+                               "idx = 'ix_resource_type_updated'").first()
+    rows_now = conn.exec_driver_sql("SELECT max(pk) FROM fhir_resource").scalar() or 0
+    described = int(str(row[0]).split()[0]) if row else 0
+    return rows_now > 2 * described + 1000
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -79,6 +79,7 @@ class _Pending:
 
 _READ_RAW = text("SELECT body, version, last_updated, deleted FROM fhir_resource WHERE res_type = :t AND fhir_id = :i")
 
+COPY_MIN_ROWS = 16  # below this, executemany's one round trip is as cheap as starting a COPY
 _INDEX_COLUMNS = {
     "string": ("hash_identity", "value_norm", "value_exact"),
     "token": ("hash_identity", "hash_sys_value", "hash_value", "system", "value"),
@@ -452,6 +453,14 @@ class SqlFhirRepository(JobStore):
         return (f"INSERT INTO {T.INDEX_TABLES[kind].name} ({', '.join(cols)}) "
                 f"VALUES ({', '.join(mark for _ in cols)})")
 
+    def _copy_rows(self, conn: Connection, kind: str, rows: list[tuple[Any, ...]]) -> None:
+        cols = ", ".join(("res_pk", *_INDEX_COLUMNS[kind]))
+        driver = conn.connection.driver_connection  # psycopg, inside this same transaction
+        assert driver is not None
+        with driver.cursor() as cur, cur.copy(f"COPY {T.INDEX_TABLES[kind].name} ({cols}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
     def _flush(self) -> None:
         p = self._pending
         if not p or self._conn is None:
@@ -475,8 +484,12 @@ class SqlFhirRepository(JobStore):
         if p.history:
             conn.execute(insert(T.history), p.history)
         for kind, rows in p.index.items():
-            if rows:  # plain DBAPI executemany: index rows are the bulk of every write
+            if not rows:
+                continue
+            if self.sqlite or len(rows) < COPY_MIN_ROWS:  # plain DBAPI executemany
                 conn.exec_driver_sql(self._insert_sql(kind), rows)
+            else:  # index rows are the bulk of every write: PostgreSQL's COPY is one statement for all
+                self._copy_rows(conn, kind, rows)
         if p.text:
             conn.execute(insert(T.idx_text), p.text)
 

@@ -25,6 +25,7 @@ from sqlalchemy import (
     select,
     text,
     true,
+    union_all,
 )
 
 from fhir_server.errors import bad_request
@@ -57,6 +58,7 @@ def _like_escape(s: str) -> str:
 
 
 UNSELECTIVE = 6
+HAS_PROBE_ABOVE = 10_000  # _has: more matching referrers than this -> probe candidates instead (see _has)
 
 
 def selectivity_rank(c: Criterion) -> int:
@@ -297,18 +299,39 @@ class SqlSearch:
         if kind == "chain":
             return self._chain_any_target([c], r)
         if kind == "has":
-            assert c.param is not None and c.target_type is not None
-            ref = T.idx_reference
-            return r.c.fhir_id.in_(select(ref.c.target_id).where(
-                ref.c.hash_identity == identity(c.target_type, c.param.code),
-                ref.c.target_type == c.resource_type,
-                ref.c.res_pk.in_(self.pks_of(c.target_type, c.sub))))
+            return self._has(c, r)
         if kind == "compartment":
             return self._compartment([c], r)
         if kind == "param":
             assert c.param is not None
             return self._param(c, r)
         raise bad_request(f"Unsupported search criterion {kind}")
+
+    def _has(self, c: Criterion, r: Any) -> Cond:
+        """Reverse chain. Driving from the referring side (``fhir_id IN`` the targets of the matching
+        resources) is right when few resources match; for a common code it materialises every match, so
+        above ``HAS_PROBE_ABOVE`` matches each candidate is probed instead (its referring resources, by the
+        reference index, checked for the criterion) and the page fills after a few dozen candidates."""
+        assert c.param is not None and c.target_type is not None
+        ref = T.idx_reference
+        ident = identity(c.target_type, c.param.code)
+        inner = self.pks_of(c.target_type, c.sub)
+        if r is not self._probe_for and not self._more_than(inner, HAS_PROBE_ABOVE):
+            return r.c.fhir_id.in_(select(ref.c.target_id).where(
+                ref.c.hash_identity == ident, ref.c.target_type == c.resource_type, ref.c.res_pk.in_(inner)))
+        t = T.resource.alias()
+        saved, self._probe_for = self._probe_for, t
+        try:
+            sub = self.condition(c.sub, t) if c.sub is not None else true()
+        finally:
+            self._probe_for = saved
+        return exists(select(literal(1)).select_from(ref.join(t, t.c.pk == ref.c.res_pk)).where(
+            ref.c.hash_identity == ident, ref.c.target_id == r.c.fhir_id, ref.c.target_type == c.resource_type,
+            t.c.res_type == c.target_type, t.c.deleted.is_(False), sub))
+
+    def _more_than(self, stmt: Select[Any], n: int) -> bool:
+        bounded = stmt.limit(n + 1).subquery()
+        return (self.conn.execute(select(func.count()).select_from(bounded)).scalar() or 0) > n
 
     def _chain_any_target(self, chains: list[Criterion], r: Any) -> Cond:
         """One reference lookup for a chain whose reference may point at several types: an OR of separate
@@ -323,15 +346,26 @@ class SqlSearch:
 
     def _compartment(self, members: list[Criterion], r: Any) -> Cond:
         """Membership in one compartment for one or many types: a single lookup of the references to the
-        compartment owner (one index range), filtered by the member types' parameter identities."""
+        compartment owner (one index range), filtered by the member types' parameter identities.
+
+        When it drives the query and the owner itself is a member ($everything), owner and references are
+        one ``pk IN (... UNION ALL ...)``: PostgreSQL cannot drive from an OR of an IN-subquery and a
+        row predicate, and would walk the primary key from the start filtering every row.
+        """
         ref = T.idx_reference
         ctype, cid = members[0].values[0].split("/", 1)
         hashes = [identity(m.resource_type, p.code) for m in members for p in m.params]
+        with_owner = any(m.resource_type == ctype for m in members)
+        ref_where = (ref.c.target_id == cid, ref.c.target_type == ctype, ref.c.hash_identity.in_(hashes))
+        if hashes and with_owner and r is not self._probe_for:
+            owner = T.resource.alias("owner")
+            return r.c.pk.in_(union_all(
+                select(ref.c.res_pk).where(*ref_where),
+                select(owner.c.pk).where(owner.c.res_type == ctype, owner.c.fhir_id == cid)))
         conds: list[Cond] = []
         if hashes:
-            conds.append(self._member(r, ref,
-                ref.c.target_id == cid, ref.c.target_type == ctype, ref.c.hash_identity.in_(hashes)))
-        if any(m.resource_type == ctype for m in members):
+            conds.append(self._member(r, ref, *ref_where))
+        if with_owner:
             conds.append(and_(r.c.res_type == ctype, r.c.fhir_id == cid))
         return or_(*conds) if conds else false()
 

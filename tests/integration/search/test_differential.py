@@ -135,3 +135,18 @@ def test_paging(world: World, case: tuple[str, str]) -> None:
     assert len(seen) == len(set(seen))
     assert set(seen) == world.ev.search(rt, query)
     assert pages == max(1, -(-len(seen) // count)) or len(seen) % count == 0
+
+
+HAS_CASES = [c for c in ALL_CASES if "_has:" in c[1]]
+
+
+@pytest.mark.parametrize("case", HAS_CASES, ids=ids)
+def test_has_probe_path_matches(world: World, case: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same `_has` cases with the per-candidate probe forced (the path a common code takes at scale)."""
+    from fhir_server.storage import search_sql
+
+    monkeypatch.setattr(search_sql, "HAS_PROBE_ABOVE", 0)
+    rt, raw = case
+    query = parse_query(raw)
+    got, _ = run_all(world.services, rt, query)
+    assert {i for t, i in got if t == rt} == world.ev.search(rt, query)
