@@ -27,6 +27,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from core_bench import drop_pg, fresh_pg  # noqa: E402
+
 SYNTHEA = ROOT.parent / "shared" / "corpora" / "synthea-r4"
 
 
@@ -217,17 +220,9 @@ def ingest_vs_empty(svc: Any, corpus: list[dict], folder: str, rounds: int = 5) 
         if not pg:
             app = create_app(Settings(database_url=f"sqlite:///{folder}/empty-{r}.db", auth=False))
             return app.extensions["digitalfront"], lambda: None
-        import psycopg
-
-        name = f"df_empty_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True) as c:
-            c.execute(f'CREATE DATABASE "{name}"')
-        app = create_app(Settings(database_url=f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", auth=False))
-
-        def drop() -> None:
-            with psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True) as c:
-                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        return app.extensions["digitalfront"], drop
+        url, name = fresh_pg()
+        app = create_app(Settings(database_url=url, auth=False))
+        return app.extensions["digitalfront"], lambda: drop_pg(name)
 
     cold = load(svc, 9_000)  # untimed in the ratio: first write after start
     big, empty = [], []
@@ -294,10 +289,7 @@ def main() -> None:
             svc.engine.dispose()
     finally:
         if pg_name and not args.pg_keep:
-            import psycopg
-
-            with psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True) as c:
-                c.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+            drop_pg(pg_name)
     (ROOT / "bench" / "out").mkdir(exist_ok=True)
     (ROOT / "bench" / "out" / "search.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

@@ -77,6 +77,11 @@ class _Pending:
                     or self.text or any(self.index.values()))
 
 
+def _index_target(kind: str) -> str:
+    """``table (res_pk, columns...)``: what an index row insert (executemany or COPY) writes into."""
+    return f"{T.INDEX_TABLES[kind].name} ({', '.join(('res_pk', *_INDEX_COLUMNS[kind]))})"
+
+
 _READ_RAW = text("SELECT body, version, last_updated, deleted FROM fhir_resource WHERE res_type = :t AND fhir_id = :i")
 
 COPY_MIN_ROWS = 16  # below this, executemany's one round trip is as cheap as starting a COPY
@@ -448,16 +453,14 @@ class SqlFhirRepository(JobStore):
         return WriteResult(stored, created=False)
 
     def _insert_sql(self, kind: str) -> str:
-        cols = ("res_pk", *_INDEX_COLUMNS[kind])
         mark = "?" if self.sqlite else "%s"
-        return (f"INSERT INTO {T.INDEX_TABLES[kind].name} ({', '.join(cols)}) "
-                f"VALUES ({', '.join(mark for _ in cols)})")
+        marks = ", ".join([mark] * (1 + len(_INDEX_COLUMNS[kind])))  # res_pk, then the kind's columns
+        return f"INSERT INTO {_index_target(kind)} VALUES ({marks})"
 
     def _copy_rows(self, conn: Connection, kind: str, rows: list[tuple[Any, ...]]) -> None:
-        cols = ", ".join(("res_pk", *_INDEX_COLUMNS[kind]))
         driver = conn.connection.driver_connection  # psycopg, inside this same transaction
         assert driver is not None
-        with driver.cursor() as cur, cur.copy(f"COPY {T.INDEX_TABLES[kind].name} ({cols}) FROM STDIN") as copy:
+        with driver.cursor() as cur, cur.copy(f"COPY {_index_target(kind)} FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
 

@@ -257,7 +257,7 @@ class SqlSearch:
         rows: list[Any] = []
         if keys:
             rows = sorted(self.conn.execute(_FAST_ROWS, {"rt": q.resource_types[0], "f": False,
-                                                         "pks": sorted(keys)}).all(), key=lambda row: row.pk)
+                                                         "pks": list(keys)}).all(), key=lambda row: row.pk)
         if len(rows) > q.count:
             return None  # paging needed: let the general path build the cursor and total
         matches = [self.repo._row_to_stored(row) for row in rows]
@@ -328,10 +328,11 @@ class SqlSearch:
         assert c.param is not None and c.target_type is not None
         ref = T.idx_reference
         ident = identity(c.target_type, c.param.code)
-        inner = self.pks_of(c.target_type, c.sub)
-        if r is not self._probe_for and not self._more_than(inner, HAS_PROBE_ABOVE):
-            return r.c.fhir_id.in_(select(ref.c.target_id).where(
-                ref.c.hash_identity == ident, ref.c.target_type == c.resource_type, ref.c.res_pk.in_(inner)))
+        if r is not self._probe_for:
+            inner = self.pks_of(c.target_type, c.sub)
+            if not self._more_than(inner, HAS_PROBE_ABOVE):
+                return r.c.fhir_id.in_(select(ref.c.target_id).where(
+                    ref.c.hash_identity == ident, ref.c.target_type == c.resource_type, ref.c.res_pk.in_(inner)))
         t = T.resource.alias()
         saved, self._probe_for = self._probe_for, t
         try:
