@@ -13,7 +13,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 BENCHES = {
     "core": ["core_bench.py", "--postgres"],
-    "search": ["search_bench.py"],
+    "search": ["search_bench.py", "--postgres"],
     "hl7": ["hl7_bench.py"],
     "export": ["export_bench.py"],
     "terminology": ["terminology_bench.py"],
