@@ -10,11 +10,11 @@ resolved by search. Batches run each entry on its own and report each outcome.
 from __future__ import annotations
 
 import re
-import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from fhir_server.errors import Issue, OperationOutcomeError, bad_request, operation_outcome
+from fhir_server.ids import new_id as make_id
 from fhir_server.interactions.common import match_conditional, multiple_matches
 from fhir_server.model import FhirRequest, FhirResponse, Headers, JsonDict
 from fhir_server.repository import FhirRepository
@@ -161,7 +161,7 @@ def _transaction(router: FhirRouter, req: FhirRequest, repo: FhirRepository, ent
                             if full:
                                 mapping[full] = f"{found[0].resource_type}/{found[0].id}"
                             continue
-                    new_id = str(uuid.uuid4())
+                    new_id = make_id()
                     assigned[i] = new_id
                     if full:
                         mapping[full] = f"{res['resourceType']}/{new_id}"
@@ -174,7 +174,7 @@ def _transaction(router: FhirRouter, req: FhirRequest, repo: FhirRepository, ent
                         elif not found and res.get("id"):
                             mapping[full] = f"{rtype}/{res['id']}"
                         elif not found:
-                            new_id = str(uuid.uuid4())
+                            new_id = make_id()
                             assigned[i] = new_id
                             mapping[full] = f"{rtype}/{new_id}"
                     else:

@@ -12,13 +12,13 @@ import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-from fhir_server.storage import checkpoint
+from fhir_server.storage import checkpoint, pg_statistics
 
 log = logging.getLogger(__name__)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """SQLite gets WAL, foreign keys and explicit BEGIN (IMMEDIATE for writers); PostgreSQL a pool."""
+    """SQLite: WAL, foreign keys, explicit BEGIN (IMMEDIATE for writers). PostgreSQL: a pool, fresh statistics."""
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
         db = u.database
@@ -63,8 +63,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
     if u.get_backend_name() == "postgresql" and u.get_driver_name() in ("", "psycopg2"):
         url = str(u.set(drivername="postgresql+psycopg"))
-    return create_engine(url, pool_size=kwargs.pop("pool_size", 10), max_overflow=20, pool_pre_ping=True,
-                         json_serializer=_json_dumps, json_deserializer=orjson.loads, **kwargs)
+    engine = create_engine(url, pool_size=kwargs.pop("pool_size", 10), max_overflow=20, pool_pre_ping=True,
+                           json_serializer=_json_dumps, json_deserializer=orjson.loads, **kwargs)
+    if u.get_backend_name() == "postgresql":
+        pg_statistics.register(engine)
+    return engine
 
 
 def _json_dumps(obj: Any) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, sele
 
 from fhir_server.errors import conflict, gone, not_found, precondition_failed, unprocessable
 from fhir_server.events import EventBus, ResourceChanged
+from fhir_server.ids import new_id
 from fhir_server.model import JsonDict
 from fhir_server.repository import HistoryPage, StoredResource, WriteResult
 from fhir_server.search.extract import Extractor, IndexRows
@@ -370,7 +370,7 @@ class SqlFhirRepository(JobStore):
 
     def create(self, resource: JsonDict, *, id: str | None = None) -> WriteResult:
         with self._writing() as uow:
-            return uow._create(resource, id or str(uuid.uuid4()), method="POST")
+            return uow._create(resource, id or new_id(), method="POST")
 
     def _create(self, resource: JsonDict, id: str, method: str, version: int = 1,
                 pk: int | None = None) -> WriteResult:

@@ -415,7 +415,11 @@ class SqlSearch:
         for raw in c.values:
             v = escape_split(raw, "\x00")[0]
             if c.modifier == "exact":
-                conds.append(s.c.value_exact == v[:200])
+                if len(v) < 200:  # then value_exact == v means the value is v, so its normalised form is known:
+                    # the lookup goes through ix_string_norm (there is no index on value_exact)
+                    conds.append(and_(s.c.value_norm == normalize_string(v)[:200], s.c.value_exact == v))
+                else:
+                    conds.append(s.c.value_exact == v[:200])
             elif c.modifier == "contains":
                 conds.append(s.c.value_norm.like(f"%{_like_escape(normalize_string(v))}%", escape="\\"))
             elif c.modifier in (None, ""):

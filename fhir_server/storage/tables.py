@@ -5,6 +5,10 @@ stored as integer microseconds since the epoch (exact ordering, portable).
 Index rows reference the resource's surrogate key and carry 64-bit hashed
 identities (resource type + parameter [+ system + value]) so each common query
 predicate is one B-tree lookup.
+
+Every secondary index costs about one page write per row once a database is
+large (rows land on random leaf pages), so an index exists only where a query
+needs it: see the 0002 migration and docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator
@@ -93,8 +98,7 @@ idx_string = Table(
     Column("hash_identity", BigInteger, nullable=False),
     Column("value_norm", String(200), nullable=False),
     Column("value_exact", String(200), nullable=False),
-    Index("ix_string_norm", "hash_identity", "value_norm"),
-    Index("ix_string_exact", "hash_identity", "value_exact"),
+    Index("ix_string_norm", "hash_identity", "value_norm"),  # also serves :exact (value_norm = norm(v) first)
     Index("ix_string_res", "res_pk"),
 )
 
@@ -119,7 +123,9 @@ idx_reference = Table(
     Column("target_url", String(500), nullable=True),
     Index("ix_ref_target", "hash_identity", "target_id", "target_type"),
     Index("ix_ref_target_any", "target_id", "target_type"),
-    Index("ix_ref_url", "hash_identity", "target_url"),
+    # absolute URLs are rare: a partial index keeps the NULLs of every relative reference out of it
+    Index("ix_ref_url", "hash_identity", "target_url", sqlite_where=text("target_url IS NOT NULL"),
+          postgresql_where=text("target_url IS NOT NULL")),
     Index("ix_ref_res", "res_pk", "hash_identity"),
 )
 

@@ -213,3 +213,17 @@ def test_unstorable_number_from_an_in_process_caller_is_422(sqlite_services: Any
         "valueQuantity": {"value": 10 ** 400}})
     assert resp.status in (400, 422) and resp.resource["resourceType"] == "OperationOutcome"
     assert sqlite_services.repo.count_by_type() == {}
+
+
+def test_server_assigned_ids_are_time_ordered_uuids(services: Any) -> None:
+    """POST and transaction creates get UUIDv7 ids that sort by creation (append-only index inserts)."""
+    import uuid
+
+    ids = [call(services, "POST", "Patient", resource=patient()).resource["id"] for _ in range(5)]
+    tx = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": patient(), "request": {"method": "POST", "url": "Patient"}}
+        for _ in range(5)]}
+    out = call(services, "POST", "", resource=tx).resource
+    ids += [e["resource"]["id"] for e in out["entry"]]
+    assert all(uuid.UUID(i).version == 7 and str(uuid.UUID(i)) == i for i in ids)
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
