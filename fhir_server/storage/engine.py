@@ -42,7 +42,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA busy_timeout=60000")
             cur.execute("PRAGMA cache_size=-262144")  # up to 256 MB of pages per connection
             cur.execute("PRAGMA temp_store=MEMORY")
-            cur.execute("PRAGMA mmap_size=68719476736")  # map the whole file: index pages via the OS cache
+            # map the file: index pages via the OS cache. SQLite builds cap this silently (3.40.1 as shipped
+            # here: MAX_MMAP_SIZE = 2 GB); beyond the cap pages go through pread and the page cache.
+            cur.execute("PRAGMA mmap_size=68719476736")
             # checkpoints run in a background thread (storage/checkpoint.py); this is only a safety net
             cur.execute(f"PRAGMA wal_autocheckpoint={checkpoint.SAFETY_PAGES if file_db else 1000}")
             cur.close()
