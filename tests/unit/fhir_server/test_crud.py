@@ -227,3 +227,24 @@ def test_server_assigned_ids_are_time_ordered_uuids(services: Any) -> None:
     ids += [e["resource"]["id"] for e in out["entry"]]
     assert all(uuid.UUID(i).version == 7 and str(uuid.UUID(i)) == i for i in ids)
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
+
+
+def test_full_text_follows_updates_and_deletes(services: Any) -> None:
+    """_content / _text see a resource's current version only (SQLite FTS5 and PostgreSQL full text)."""
+    def hits(param: str, word: str) -> list[str]:
+        got = call(services, "GET", "Patient", [(param, word)]).resource
+        return [e["resource"]["id"] for e in got.get("entry", [])]
+
+    narrative = {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml">Zebrafinch</div>'}
+    pid = call(services, "POST", "Patient", resource=patient(text=narrative)).resource["id"]
+    assert hits("_content", "Chalmers") == [pid] and hits("_text", "zebrafinch") == [pid]
+    changed = {**patient(text={**narrative, "div": narrative["div"].replace("Zebrafinch", "Kingfisher")}),
+               "name": [{"family": "Okonkwo"}], "id": pid}
+    assert call(services, "PUT", f"Patient/{pid}", resource=changed).status == 200
+    assert hits("_content", "Chalmers") == [] and hits("_content", "okonkwo") == [pid]
+    assert hits("_text", "zebrafinch") == [] and hits("_text", "kingfisher") == [pid]
+    assert call(services, "DELETE", f"Patient/{pid}").status == 200
+    assert hits("_content", "okonkwo") == [] and hits("_text", "kingfisher") == []
+    if services.engine.dialect.name == "sqlite":  # the FTS5 index agrees with its content table
+        with services.engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO idx_text_fts (idx_text_fts, rank) VALUES ('integrity-check', 1)")
