@@ -147,7 +147,8 @@ def bundle_references(w: Walker, res: dict[str, Any], path: str) -> None:
     must also resolve inside the bundle.
     """
     btype = res.get("type")
-    entries = [e for e in res.get("entry") or [] if isinstance(e, dict)]
+    entry = res.get("entry")  # not an array: the structure walk reports it
+    entries = [e for e in entry if isinstance(e, dict)] if isinstance(entry, list) else []
     index: dict[str, list[Any]] = {}
     for e in entries:
         if isinstance(e.get("fullUrl"), str) and isinstance(e.get("resource"), dict):

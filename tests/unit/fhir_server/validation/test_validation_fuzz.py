@@ -24,6 +24,13 @@ BASE = {"resourceType": "Patient", "id": "p1", "name": [{"family": "X", "given":
         "contained": [{"resourceType": "Organization", "id": "o"}], "managingOrganization": {"reference": "#o"}}
 
 
+def test_bundle_with_a_non_array_entry_is_an_issue_not_a_crash():
+    """Found by test_random_patients: ``"entry": true`` on a Bundle raised TypeError (a 500 on a write)."""
+    for entry in (True, 3, "x", {"resource": {}}):
+        issues = validate_resource({"resourceType": "Bundle", "type": "document", "entry": entry}, strict=True)
+        assert any(i.severity == "error" and "entry" in " ".join(i.expression) for i in issues), entry
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(keys, json_values, max_size=5), st.sampled_from(["Patient", "Bundle", "Observation"]))
 def test_random_patients(patch, rtype):
