@@ -91,3 +91,24 @@ def test_optimize_analyzes_when_statistics_are_missing_or_stale(tmp_path: Path) 
     optimize(engine)
     assert 7600 <= described() <= 11400
     engine.dispose()
+
+
+def test_optimize_renews_pooled_connections_when_it_analyzes(tmp_path: Path) -> None:
+    """After ANALYZE the pool starts over, so no connection keeps working from before the statistics."""
+    from fhir_server.storage.engine import optimize
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'opt.db'}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE fhir_resource (pk INTEGER PRIMARY KEY, res_type TEXT, last_updated INT)"))
+        conn.execute(text("CREATE INDEX ix_resource_type_updated ON fhir_resource (res_type, last_updated)"))
+    with engine.connect() as conn:
+        before = conn.connection.dbapi_connection
+    optimize(engine)  # no statistics yet: ANALYZE, then a fresh pool
+    with engine.connect() as conn:
+        assert conn.connection.dbapi_connection is not before
+        assert conn.exec_driver_sql("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'").scalar() == 1
+        kept = conn.connection.dbapi_connection
+    optimize(engine)  # statistics are current now: PRAGMA optimize only, the pool stays
+    with engine.connect() as conn:
+        assert conn.connection.dbapi_connection is kept
+    engine.dispose()
