@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -73,22 +74,26 @@ def refresh(engine: Engine) -> list[str]:
 
 def _run() -> None:
     global _thread
-    stop = threading.Event()
-    while not stop.wait(INTERVAL_S):
+    while True:
+        time.sleep(INTERVAL_S)
         with _lock:
             watched = list(_engines.values())
             if not watched:
                 _thread = None
                 return
         for ref, dirty in watched:
-            engine = ref()
-            if engine is None or not dirty.is_set():
-                continue
-            dirty.clear()
-            try:
-                analyzed = refresh(engine)
-                if analyzed:
-                    log.debug("analyzed %s", ", ".join(analyzed))
-            except Exception as exc:  # noqa: BLE001 - a dropped database, a restart: the next commit retries
-                log.debug("statistics refresh failed: %s", exc)
-            del engine
+            _refresh_if_dirty(ref, dirty)
+
+
+def _refresh_if_dirty(ref: weakref.ref[Engine], dirty: threading.Event) -> None:
+    """One engine's turn; its strong reference ends with this call, so the thread never keeps it alive."""
+    engine = ref()
+    if engine is None or not dirty.is_set():
+        return
+    dirty.clear()
+    try:
+        analyzed = refresh(engine)
+        if analyzed:
+            log.debug("analyzed %s", ", ".join(analyzed))
+    except Exception as exc:  # noqa: BLE001 - a dropped database, a restart: the next commit retries
+        log.debug("statistics refresh failed: %s", exc)
