@@ -82,11 +82,10 @@ def ingest(svc: Any, corpus: list[dict], target: int) -> dict:
 def settle(svc: Any) -> float:
     """Let the load's write backlog drain before measuring; returns the seconds it took.
 
-    Right after a bulk load of a million resources SQLite still has WAL frames to copy into the file and
-    the OS has gigabytes of dirty pages to write back: measured on this machine, queries and writes run
-    2-3x slower until that is done (ingest A/B 0.38 instead of 0.69, the same file minutes later). The
-    mix and the A/B measure the database at its size, so they start after it; the sustained rate of the
-    load itself (first pass vs last pass) is reported separately and includes that cost.
+    A guard, so the mix and the A/B measure the database at its size and not a checkpoint still copying the
+    load's WAL into the file (or the OS writing it back). After the 1M loads of 2026-11-29 it took 0 s: the
+    slowdowns first blamed on the backlog were the FTS5 triggers and the loading connections (RESULTS.md).
+    The load's own sustained rate (first pass vs last pass) is reported separately.
     """
     from fhir_server.storage import checkpoint
 

@@ -115,6 +115,8 @@ idx_token = Table(
     Index("ix_token_res", "res_pk"),
 )
 
+_ABSOLUTE_URL = text("target_url IS NOT NULL")
+
 idx_reference = Table(
     "idx_reference", metadata, _res_pk(),
     Column("hash_identity", BigInteger, nullable=False),
@@ -124,8 +126,7 @@ idx_reference = Table(
     Index("ix_ref_target", "hash_identity", "target_id", "target_type"),
     Index("ix_ref_target_any", "target_id", "target_type"),
     # absolute URLs are rare: a partial index keeps the NULLs of every relative reference out of it
-    Index("ix_ref_url", "hash_identity", "target_url", sqlite_where=text("target_url IS NOT NULL"),
-          postgresql_where=text("target_url IS NOT NULL")),
+    Index("ix_ref_url", "hash_identity", "target_url", sqlite_where=_ABSOLUTE_URL, postgresql_where=_ABSOLUTE_URL),
     Index("ix_ref_res", "res_pk", "hash_identity"),
 )
 
