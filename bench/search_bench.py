@@ -202,6 +202,8 @@ def run_mix(svc: Any, repeats: int, seed: int) -> dict:
                 raise SystemExit(f"{name}: {resp.status} {resp.resource}")
             keys = [(e["resource"]["resourceType"], e["resource"]["id"]) for e in resp.resource.get("entry", [])
                     if "resource" in e]
+            if not keys:  # every query is drawn from stored data: no rows means it measured nothing
+                raise SystemExit(f"{name}: no results; the mix would time an empty answer")
             r = results.setdefault(name, {"ours": [], "pk": [], "n": []})
             r["ours"].append(dt)
             r["pk"].append(by_pk(svc, keys))
@@ -218,7 +220,7 @@ def run_mix(svc: Any, repeats: int, seed: int) -> dict:
     return out
 
 
-def ingest_vs_empty(svc: Any, corpus: list[dict], folder: str, rounds: int = 5) -> dict:
+def ingest_vs_empty(svc: Any, corpus: list[dict], folder: str, rounds: int = 9) -> dict:
     """The same bundles into the big database and into an empty one: the degradation ratio.
 
     Both sides run in the same app build; the empty one is a fresh database per round (a new SQLite file,

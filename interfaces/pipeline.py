@@ -177,7 +177,7 @@ class Hl7Pipeline:
     def _ingest_group(self, chunk: list[_Pending]) -> None:
         with self._lock:
             # 1. one commit makes every raw message durable (and settles rejects and duplicates)
-            with self.store.engine.begin() as conn:
+            with self.store.write_engine.begin() as conn:
                 todo = [p for p in chunk if self._receive(p, conn)]
             for p in todo:
                 assert p.header is not None and p.msg is not None

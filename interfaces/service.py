@@ -22,7 +22,7 @@ def pipeline_for(services: Any) -> Hl7Pipeline:
     # group commit needs the message store and the FHIR tables in one database (one transaction)
     group = RouterGroupWriter(services.router, repo) if getattr(repo, "engine", None) is services.engine else None
     pipeline = Hl7Pipeline(
-        MessageStore(services.engine),
+        MessageStore(services.engine, write_engine=repo.write_engine if group is not None and repo else None),
         router_transaction(services.router),
         parser=extra.get("hl7_parser", "er7"),
         group=group,

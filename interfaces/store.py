@@ -169,8 +169,11 @@ def durable_sqlite_engine(url: str) -> Engine:
 
 
 class MessageStore:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, write_engine: Engine | None = None) -> None:
+        """``write_engine``: where write transactions go, when the FHIR repository has its own for the same
+        database (SQLite: one writer connection whose page cache stays warm, ``SqlFhirRepository.write_engine``)."""
         self.engine = engine
+        self.write_engine = write_engine or engine
         for attempt in range(20):  # another package may hold the SQLite write lock during app start-up
             try:
                 metadata.create_all(engine)
@@ -230,7 +233,7 @@ class MessageStore:
         if conn is not None:
             yield conn
             return
-        with self.engine.begin() as own:
+        with self.write_engine.begin() as own:
             yield own
 
     def find_original(

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from terminology import store
 from terminology.packages import iter_resources, package_manifest
-from terminology.schema import package
+from terminology.schema import code_system, concept_map, package, value_set
 
 log = logging.getLogger(__name__)
 JsonDict = dict[str, Any]
@@ -30,8 +30,12 @@ CORE_VERSION = "4.0.1"
 
 
 def load_resources(engine: Engine, resources: Iterable[JsonDict], progress: Progress | None = None,
-                   origin: str | None = None) -> dict[str, int]:
-    """Store each CodeSystem/ValueSet/ConceptMap; one transaction, supplements after their bases."""
+                   origin: str | None = None, yield_to_stored: bool = False) -> dict[str, int]:
+    """Store each CodeSystem/ValueSet/ConceptMap; one transaction, supplements after their bases.
+
+    ``yield_to_stored``: keep what a client stored through the FHIR API under the same url and version
+    (the bundled core terminology loads in the background and may finish after such a write).
+    """
     counts = {"CodeSystem": 0, "ValueSet": 0, "ConceptMap": 0, "concepts": 0}
     deferred: list[JsonDict] = []
     with engine.begin() as conn:
@@ -39,6 +43,8 @@ def load_resources(engine: Engine, resources: Iterable[JsonDict], progress: Prog
         for res in resources:
             rt = res.get("resourceType")
             if rt not in TX_TYPES or not res.get("url"):
+                continue
+            if yield_to_stored and _stored_through_api(conn, rt, res):
                 continue
             if rt == "CodeSystem" and res.get("content") == "supplement":
                 deferred.append(res)
@@ -62,6 +68,15 @@ def _load_one(conn: Any, res: JsonDict, counts: dict[str, int], origin: str | No
     else:
         store.load_concept_map(conn, res, origin)
     counts[rt] += 1
+
+
+_TABLES = {"CodeSystem": code_system, "ValueSet": value_set, "ConceptMap": concept_map}
+
+
+def _stored_through_api(conn: Any, rt: str, res: JsonDict) -> bool:
+    t = _TABLES[rt]
+    return conn.execute(select(t.c.id).where(t.c.url == res["url"], t.c.version == (res.get("version") or ""),
+                                             t.c.origin.is_not(None))).first() is not None
 
 
 def _count_concepts(items: list[JsonDict]) -> int:
@@ -128,7 +143,7 @@ def ensure_core(engine: Engine, on_done: Callable[[], None] | None = None, backg
 
     def run() -> None:
         try:
-            counts = load_resources(engine, iter_core_resources())
+            counts = load_resources(engine, iter_core_resources(), yield_to_stored=True)
             mark_package(engine, CORE_NAME, CORE_VERSION, "loaded", counts)
             log.info("terminology: core R4 terminology loaded: %s", counts)
         except Exception:

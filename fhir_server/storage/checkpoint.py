@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 INTERVAL_S = 0.25
 SAFETY_PAGES = 250_000  # ~1 GB of WAL: writers checkpoint themselves only if this thread falls far behind
 RESTART_FRAMES = 8_192  # past this, also rewind the WAL (see checkpoint_once)
+SIZE_LIMIT_BYTES = 64 << 20  # journal_size_limit: a rewound WAL file is cut back to this
 RESTART_WAIT_MS = 200  # how long a rewind may hold back new writers while the current one finishes
 
 _lock = threading.Lock()
@@ -57,11 +58,14 @@ def checkpoint_once(path: str) -> tuple[int, int, int] | None:
     writer starts after a *complete* checkpoint, and under a steady stream of writes the passive one is
     always a little behind, so the log would grow up to the safety threshold; every page lookup (reads
     included) then probes one wal-index hash table per 4,096 frames. So once the log passes
-    ``RESTART_FRAMES`` and the passive step has copied all of it, a TRUNCATE checkpoint follows: it waits for
-    the current writer to commit, copies the few frames written since and empties the log, so the next
-    writer starts it from the beginning. New writers wait meanwhile (only for those few frames, never for
-    a backlog: measured at 1M resources, truncating with a backlog stalled writers for 13% of the load),
-    and it gives up after ``RESTART_WAIT_MS`` (a long reader) and tries again later.
+    ``RESTART_FRAMES`` and the passive step has copied all of it, a RESTART checkpoint follows: it waits for
+    the current writer to commit and copies the few frames written since, so the next writer rewinds the
+    log (and cuts the file back to ``journal_size_limit``). New writers wait meanwhile (only for those few
+    frames, never for a backlog: measured at 1M resources, waiting with a backlog stalled writers for 13%
+    of the load), and it gives up after ``RESTART_WAIT_MS`` (a long reader) and tries again later.
+    Not TRUNCATE: that rewrites the wal-index header itself, which tells every connection, the writer
+    included, that the database changed, so each one drops its whole page cache (measured at 1M: 5.8
+    instead of 0.6 page reads per resource written).
     """
     try:
         conn = sqlite3.connect(path, timeout=2, isolation_level=None, check_same_thread=False)
@@ -71,7 +75,7 @@ def checkpoint_once(path: str) -> tuple[int, int, int] | None:
         row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         if row and int(row[1]) > RESTART_FRAMES and int(row[2]) == int(row[1]):
             conn.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
-            row = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            row = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
         return (int(row[0]), int(row[1]), int(row[2])) if row else None
     except sqlite3.Error as exc:
         log.debug("checkpoint of %s failed: %s", path, exc)

@@ -25,42 +25,20 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         if db and db != ":memory:":
             Path(db).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60},
-                               pool_size=kwargs.pop("pool_size", 16), max_overflow=16, **kwargs)
+                               pool_size=kwargs.pop("pool_size", 16), max_overflow=16, pool_use_lifo=True,
+                               **kwargs)
         file_db = bool(db) and db != ":memory:" and not str(db).startswith("file:")
+        _sqlite_session_settings(engine, file_db)
         if file_db:
             path = str(db)
             checkpoint.register(path)
             weakref.finalize(engine, checkpoint.unregister, path)
-
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _rec: Any) -> None:
-            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=60000")
-            cur.execute("PRAGMA cache_size=-262144")  # up to 256 MB of pages per connection
-            cur.execute("PRAGMA temp_store=MEMORY")
-            # map the file: index pages via the OS cache. SQLite builds cap this silently (3.40.1 as shipped
-            # here: MAX_MMAP_SIZE = 2 GB); beyond the cap pages go through pread and the page cache.
-            cur.execute("PRAGMA mmap_size=68719476736")
-            # checkpoints run in a background thread (storage/checkpoint.py); this is only a safety net
-            cur.execute(f"PRAGMA wal_autocheckpoint={checkpoint.SAFETY_PAGES if file_db else 1000}")
-            cur.close()
-
-        @event.listens_for(engine, "begin")
-        def _on_begin(conn: Any) -> None:
-            # Explicit transactions (``engine.begin()``, ``conn.begin()``: how every package writes) take the
-            # write lock up front, so a read lock is never upgraded mid-transaction (SQLite answers that
-            # with an immediate SQLITE_BUSY). Implicit ones (``engine.connect()`` then reads) stay deferred:
-            # in WAL mode they never wait for a writer, not even one in the same thread.
-            opts = conn.get_execution_options()
-            if opts.get("readonly") or (not opts.get("write") and _autobegin()):
-                conn.exec_driver_sql("BEGIN")
-            else:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-
+            # the one connection write transactions use (``writer``); it waits as long as busy_timeout would
+            w = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60},
+                              pool_size=1, max_overflow=0, pool_timeout=60, **kwargs)
+            _sqlite_session_settings(w, file_db)
+            _WRITERS[engine] = w
+            event.listen(engine, "engine_disposed", lambda _engine: w.dispose())
         return engine
 
     if u.get_backend_name() == "postgresql" and u.get_driver_name() in ("", "psycopg2"):
@@ -70,6 +48,53 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if u.get_backend_name() == "postgresql":
         pg_statistics.register(engine)
     return engine
+
+
+_WRITERS: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+
+
+def writer(engine: Engine) -> Engine:
+    """The engine for write transactions: for a SQLite file, one dedicated connection; else ``engine``.
+
+    SQLite keeps a page cache per connection and empties all of it at the start of a transaction when
+    another connection has written since. Writes spread over a pool therefore start cold every time and
+    read their index pages back (above the 2 GB mmap cap, one ``pread`` each): at 1M resources, 10 read
+    syscalls per resource written through the pool, 0.6 through one connection (bench/RESULTS.md).
+    SQLite runs one writer at a time anyway, so a single connection costs no concurrency.
+    """
+    return _WRITERS.get(engine, engine)
+
+
+def _sqlite_session_settings(engine: Engine, file_db: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _rec: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute("PRAGMA cache_size=-262144")  # up to 256 MB of pages per connection
+        cur.execute("PRAGMA temp_store=MEMORY")
+        # map the file: index pages via the OS cache. SQLite builds cap this silently (3.40.1 as shipped
+        # here: MAX_MMAP_SIZE = 2 GB); beyond the cap pages go through pread and the page cache.
+        cur.execute("PRAGMA mmap_size=68719476736")
+        # checkpoints run in a background thread (storage/checkpoint.py); this is only a safety net
+        cur.execute(f"PRAGMA wal_autocheckpoint={checkpoint.SAFETY_PAGES if file_db else 1000}")
+        cur.execute(f"PRAGMA journal_size_limit={checkpoint.SIZE_LIMIT_BYTES}")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # Explicit transactions (``engine.begin()``, ``conn.begin()``: how every package writes) take the
+        # write lock up front, so a read lock is never upgraded mid-transaction (SQLite answers that
+        # with an immediate SQLITE_BUSY). Implicit ones (``engine.connect()`` then reads) stay deferred:
+        # in WAL mode they never wait for a writer, not even one in the same thread.
+        opts = conn.get_execution_options()
+        if opts.get("readonly") or (not opts.get("write") and _autobegin()):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _json_dumps(obj: Any) -> str:

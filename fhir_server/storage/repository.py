@@ -28,7 +28,7 @@ from fhir_server.search.extract import Extractor, IndexRows
 from fhir_server.search.query import SearchQuery, SearchResult
 from fhir_server.search.registry import SearchParamRegistry, default_registry
 from fhir_server.storage import tables as T
-from fhir_server.storage.engine import is_sqlite
+from fhir_server.storage.engine import is_sqlite, writer
 from fhir_server.timeutil import from_us, instant, to_us
 
 log = logging.getLogger(__name__)
@@ -155,6 +155,11 @@ class SqlFhirRepository(JobStore):
         self._events: list[ResourceChanged] = []
         self._prefetched: dict[tuple[str, str], Any] = {}
 
+    @property
+    def write_engine(self) -> Engine:
+        """Where this repository's write transactions go (SQLite file: one connection; see ``writer``)."""
+        return writer(self.engine)
+
     # ------------------------------------------------------------ transactions
     def _bound(self, conn: Connection) -> SqlFhirRepository:
         view = object.__new__(SqlFhirRepository)
@@ -171,7 +176,7 @@ class SqlFhirRepository(JobStore):
         if self._conn is not None:  # nested: share the outer transaction
             yield self
             return
-        conn = self.engine.connect().execution_options(write=True)
+        conn = self.write_engine.connect().execution_options(write=True)
         view = self._bound(conn)
         try:
             with conn.begin():

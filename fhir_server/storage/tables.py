@@ -109,8 +109,8 @@ idx_token = Table(
     Column("hash_value", BigInteger, nullable=False),
     Column("system", String(200), nullable=True),
     Column("value", String(200), nullable=True),
-    Index("ix_token_sys_value", "hash_sys_value", "res_pk"),
-    Index("ix_token_value", "hash_value", "res_pk"),
+    # one index serves `code` and `system|code`: every row dirties a leaf page at scale (migration 0004)
+    Index("ix_token_code", "hash_value", "hash_sys_value", "res_pk"),
     Index("ix_token_identity_system", "hash_identity", "system"),
     Index("ix_token_res", "res_pk"),
 )

@@ -112,3 +112,77 @@ def test_optimize_renews_pooled_connections_when_it_analyzes(tmp_path: Path) -> 
     with engine.connect() as conn:
         assert conn.connection.dbapi_connection is kept
     engine.dispose()
+
+
+def _read_syscalls() -> int:
+    """This thread's read syscalls so far (SQLite reads pages beyond its mmap window with pread)."""
+    with open("/proc/thread-self/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("syscr:"))
+
+
+def test_writes_share_one_connection_whose_page_cache_survives(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """SQLite empties a connection's page cache when another connection wrote since its last transaction,
+    so all writes go through one connection (``writer``), and the WAL rewind (RESTART) keeps that cache.
+    The control step shows the cold case the design avoids: one write through another connection."""
+    import pytest
+
+    from fhir_server.storage.engine import writer
+
+    if not os.path.exists("/proc/thread-self/io"):
+        pytest.skip("needs Linux per-thread I/O counters")
+    db = tmp_path / "warm.db"
+    engine = make_engine(f"sqlite:///{db}")
+    w = writer(engine)
+    assert w is not engine and w.pool.size() == 1
+    with w.connect() as conn:  # the pool's one connection: every page not in its cache is now a pread
+        conn.exec_driver_sql("PRAGMA mmap_size=0")
+    with w.begin() as conn:
+        conn.execute(text("CREATE TABLE blob (id INTEGER PRIMARY KEY, data TEXT)"))
+        conn.execute(text("INSERT INTO blob (data) VALUES (:d)"), [{"d": "x" * 3000} for _ in range(1500)])
+    assert checkpoint.checkpoint_once(str(db)) is not None  # pages now in the file, as after any backlog
+
+    changes = iter("abcdefghij")
+
+    def change(conn, row: int) -> None:  # type: ignore[no-untyped-def]
+        conn.execute(text("UPDATE blob SET data = :d WHERE id = :i"), {"d": next(changes) * 3000, "i": row})
+
+    def write_reading_every_page() -> int:
+        before = _read_syscalls()
+        with w.begin() as conn:
+            assert conn.execute(text("SELECT count(*), sum(length(data)) FROM blob")).one() == (1500, 4_500_000)
+            change(conn, 1)
+        return _read_syscalls() - before
+
+    write_reading_every_page()  # may start cold
+    assert write_reading_every_page() < 50, "the writer's page cache did not survive its own commit"
+    with engine.begin() as other:  # control: a write through another connection...
+        change(other, 2)
+    assert write_reading_every_page() > 1000, "...makes SQLite drop the writer's cache"
+    monkeypatch.setattr(checkpoint, "RESTART_FRAMES", 0)
+    busy, log, copied = checkpoint.checkpoint_once(str(db)) or (1, 0, 0)  # copies all, then RESTART
+    assert busy == 0 and log == copied
+    assert write_reading_every_page() < 50, "rewinding the WAL dropped the writer's page cache"
+    with engine.connect() as conn:  # and the log was rewound: it holds only that last write's frames
+        assert conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()[1] < 20
+    engine.dispose()
+
+
+def test_repository_and_message_store_write_through_the_writer_connection(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from fhir_server.storage.engine import writer
+    from fhir_server.storage.repository import SqlFhirRepository
+    from interfaces.service import pipeline_for
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'one.db'}")
+    with writer(engine).connect() as conn:
+        the_writer = conn.connection.dbapi_connection
+    repo = SqlFhirRepository(engine)
+    assert repo.write_engine is writer(engine)
+    for _ in range(2):
+        with repo.unit_of_work() as uow:
+            assert uow._conn is not None and uow._conn.connection.dbapi_connection is the_writer
+    pipeline = pipeline_for(SimpleNamespace(engine=engine, repo=repo, router=object(), settings=None))
+    with pipeline.store._writing(None) as conn:  # the HL7v2 message store writes there too
+        assert conn.connection.dbapi_connection is the_writer
+    engine.dispose()

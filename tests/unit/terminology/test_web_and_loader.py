@@ -66,6 +66,22 @@ def test_core_autoload_once(tmp_path):
     assert svc.ensure_core() is None
 
 
+def test_core_autoload_keeps_a_code_system_stored_through_the_api(tmp_path):
+    """The core package loads in the background; a same-url CodeSystem a client stored meanwhile wins."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    svc = TerminologyService(engine)
+    fragment = {"resourceType": "CodeSystem", "id": "frag", "url": "http://snomed.info/sct", "status": "active",
+                "content": "fragment", "concept": [{"code": "64572001", "display": "Disease (disorder)"}]}
+    svc.load_resources([fragment], origin="CodeSystem/frag")  # what a FHIR write syncs (terminology.web)
+    svc.ensure_core(background=False)  # the bundled core has SNOMED CT too, as content=not-present
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT cs.origin, cs.content, c.display FROM tx_code_system cs JOIN tx_concept c "
+                                 "ON c.cs_id = cs.id WHERE cs.url = 'http://snomed.info/sct'")).all()
+        other = conn.execute(text("SELECT count(*) FROM tx_code_system WHERE origin IS NULL")).scalar()
+    assert rows == [("CodeSystem/frag", "fragment", "Disease (disorder)")]
+    assert other > 100  # the rest of the core package did load
+
+
 def test_bundled_core_is_generated_from_the_official_package():
     from terminology.build_core import core_lines
     from terminology.packages import shared_package
