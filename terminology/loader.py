@@ -39,12 +39,13 @@ def load_resources(engine: Engine, resources: Iterable[JsonDict], progress: Prog
     counts = {"CodeSystem": 0, "ValueSet": 0, "ConceptMap": 0, "concepts": 0}
     deferred: list[JsonDict] = []
     with engine.begin() as conn:
+        keep = _stored_through_api(conn) if yield_to_stored else set()
         n = 0
         for res in resources:
             rt = res.get("resourceType")
             if rt not in TX_TYPES or not res.get("url"):
                 continue
-            if yield_to_stored and _stored_through_api(conn, rt, res):
+            if (rt, res["url"], res.get("version") or "") in keep:
                 continue
             if rt == "CodeSystem" and res.get("content") == "supplement":
                 deferred.append(res)
@@ -73,10 +74,10 @@ def _load_one(conn: Any, res: JsonDict, counts: dict[str, int], origin: str | No
 _TABLES = {"CodeSystem": code_system, "ValueSet": value_set, "ConceptMap": concept_map}
 
 
-def _stored_through_api(conn: Any, rt: str, res: JsonDict) -> bool:
-    t = _TABLES[rt]
-    return conn.execute(select(t.c.id).where(t.c.url == res["url"], t.c.version == (res.get("version") or ""),
-                                             t.c.origin.is_not(None))).first() is not None
+def _stored_through_api(conn: Any) -> set[tuple[str, str, str]]:
+    """(type, url, version) of every terminology resource synced from the FHIR store (it has an origin)."""
+    return {(rt, url, version) for rt, t in _TABLES.items()
+            for url, version in conn.execute(select(t.c.url, t.c.version).where(t.c.origin.is_not(None)))}
 
 
 def _count_concepts(items: list[JsonDict]) -> int:

@@ -24,9 +24,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         db = u.database
         if db and db != ":memory:":
             Path(db).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60},
-                               pool_size=kwargs.pop("pool_size", 16), max_overflow=16, pool_use_lifo=True,
-                               **kwargs)
+        connect_args = {"check_same_thread": False, "timeout": 60}
+        engine = create_engine(url, connect_args=connect_args, pool_size=kwargs.pop("pool_size", 16),
+                               max_overflow=16, pool_use_lifo=True, **kwargs)
         file_db = bool(db) and db != ":memory:" and not str(db).startswith("file:")
         _sqlite_session_settings(engine, file_db)
         if file_db:
@@ -34,8 +34,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             checkpoint.register(path)
             weakref.finalize(engine, checkpoint.unregister, path)
             # the one connection write transactions use (``writer``); it waits as long as busy_timeout would
-            w = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60},
-                              pool_size=1, max_overflow=0, pool_timeout=60, **kwargs)
+            w = create_engine(url, connect_args=connect_args, pool_size=1, max_overflow=0, pool_timeout=60,
+                              **kwargs)
             _sqlite_session_settings(w, file_db)
             _WRITERS[engine] = w
             event.listen(engine, "engine_disposed", lambda _engine: w.dispose())
