@@ -106,13 +106,16 @@ def run_baseline(messages: list[bytes], connections: int) -> dict:
         handle.stop()
 
 
-def full(db_url: str, messages: list[bytes], connections: int, group_commit: bool) -> dict:
+def full(db_url: str, messages: list[bytes], connections: int, group_commit: bool, workers: int | None) -> dict:
+    """The real listener and pipeline; ``workers``: prepare processes (None: the server default, one per core)."""
     from digitalfront.app import build_services
     from digitalfront.config import Settings
     from interfaces.service import pipeline_for
 
-    services = build_services(Settings(database_url=db_url, auth=False))
+    services = build_services(Settings(database_url=db_url, auth=False, hl7_workers=workers))
     pipeline = pipeline_for(services)
+    if pipeline.prepare_pool is not None:
+        pipeline.prepare_pool.start()
     for m in make_messages(10, seed=1):
         pipeline.ingest(m, "warmup")
     handle = start_pipeline_listener(pipeline, "127.0.0.1", 0, group_commit=group_commit)
@@ -120,6 +123,8 @@ def full(db_url: str, messages: list[bytes], connections: int, group_commit: boo
         return drive(handle.port, messages, connections)
     finally:
         handle.stop()
+        if pipeline.prepare_pool is not None:
+            pipeline.prepare_pool.close()
         services.engine.dispose()
 
 
@@ -172,7 +177,7 @@ def profile(db_url: str, label: str, n: int = 320, group: int = 16) -> None:
     from digitalfront.config import Settings
     from interfaces.service import pipeline_for
 
-    services = build_services(Settings(database_url=db_url, auth=False))
+    services = build_services(Settings(database_url=db_url, auth=False, hl7_workers=0))  # all in this thread
     pipeline = pipeline_for(services)
     for m in make_messages(20, seed=1):
         pipeline.ingest(m, "warmup")
@@ -226,20 +231,26 @@ def main() -> int:
     n = 100 if args.quick else args.messages
     runs = 1 if args.quick else args.runs
     rows: list[tuple[str, list[dict]]] = [("baseline: AA without processing", []),
-                                          ("SQLite (WAL), group commit", []), ("SQLite, 1 msg/transaction", []),
-                                          ("PostgreSQL, group commit", []), ("PostgreSQL, 1 msg/transaction", [])]
+                                          ("SQLite (WAL), group commit + workers", []),
+                                          ("SQLite, group commit, no workers", []),
+                                          ("SQLite, 1 msg/transaction", []),
+                                          ("PostgreSQL, group commit + workers", []),
+                                          ("PostgreSQL, group commit, no workers", []),
+                                          ("PostgreSQL, 1 msg/transaction", [])]
+    variants = ((True, None), (True, 0), (False, 0))  # (group commit, workers): the default first
     pg_ok = True
     for run in range(runs):
         msgs = make_messages(n, seed=7 + run)  # fresh control ids per run and database
         rows[0][1].append(run_baseline(msgs, args.connections))
-        for group, idx in ((True, 1), (False, 2)):
+        for k, (group, workers) in enumerate(variants):
             if not group and args.skip_single:
                 continue
             with tempfile.TemporaryDirectory() as tmp:
-                rows[idx][1].append(full(f"sqlite:///{tmp}/bench.db", msgs, args.connections, group))
+                rows[1 + k][1].append(full(f"sqlite:///{tmp}/bench.db", msgs, args.connections, group, workers))
         if not pg_ok:
             continue
-        for group, idx in ((True, 3), (False, 4)):
+        for k, (group, workers) in enumerate(variants):
+            idx = 4 + k
             if not group and args.skip_single:
                 continue
             try:
@@ -249,7 +260,7 @@ def main() -> int:
                 pg_ok = False
                 break
             try:
-                rows[idx][1].append(full(url, msgs, args.connections, group))
+                rows[idx][1].append(full(url, msgs, args.connections, group, workers))
             finally:
                 drop()
     base = median_of(rows[0][1])

@@ -58,9 +58,7 @@ def serve(host: str, port: int, database_url: str | None, workers: int, threads:
     if demo:
         click.echo(_smart_demo(services))
     if mllp_port:
-        from interfaces.mllp import start_listener_thread  # type: ignore[import-not-found]
-
-        start_listener_thread(services, host, mllp_port)
+        _start_mllp_process(host, mllp_port)
         click.echo(f"MLLP listener on {host}:{mllp_port}")
     base = f"http://{host}:{port}"
     click.echo(f"DigitalFront FHIR base:   {base}/fhir")
@@ -69,6 +67,32 @@ def serve(host: str, port: int, database_url: str | None, workers: int, threads:
     if not settings.auth:
         click.secho("Authorization is OFF (DIGITALFRONT_AUTH=off): development only.", fg="yellow")
     run_gunicorn(host, port, workers, threads)
+
+
+def _start_mllp_process(host: str, port: int) -> None:
+    """``digitalfront mllp`` in a process of its own, stopped with this one.
+
+    gunicorn forks its workers from this process, at start and whenever one is replaced; a fork copies only
+    the forking thread, so a lock held at that moment by the listener's threads (its writer, the worker
+    pool's feeder) would stay held forever in the new worker.
+    """
+    import atexit
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DIGITALFRONT_PARENT_PID": str(os.getpid())}
+    proc = subprocess.Popen(  # noqa: S603 - the operator's own options, no shell
+        [sys.executable, "-m", "digitalfront", "mllp", "--host", host, "--port", str(port)],
+        env=env)
+
+    def stop() -> None:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    atexit.register(stop)
 
 
 def _smart_demo(services: Any) -> str:

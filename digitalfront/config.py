@@ -13,6 +13,12 @@ def _flag(name: str, default: bool) -> bool:
     return raw.strip().lower() not in ("0", "off", "false", "no", "")
 
 
+def _workers(raw: str | None) -> int | None:
+    if raw is None or raw.strip().lower() in ("", "auto"):
+        return None
+    return max(0, int(raw))
+
+
 @dataclass
 class Settings:
     database_url: str = field(
@@ -27,4 +33,6 @@ class Settings:
     nlp_on_write: bool = field(default_factory=lambda: _flag("DIGITALFRONT_NLP_ON_WRITE", False))
     inference_backend: str = field(default_factory=lambda: os.environ.get("DIGITALFRONT_INFERENCE", "inprocess"))
     triton_url: str = field(default_factory=lambda: os.environ.get("DIGITALFRONT_TRITON_URL", ""))
+    # HL7v2 worker processes that map/validate/index ahead of the writer; None: one per core (0 on one core)
+    hl7_workers: int | None = field(default_factory=lambda: _workers(os.environ.get("DIGITALFRONT_HL7_WORKERS")))
     extra: dict[str, str] = field(default_factory=dict)

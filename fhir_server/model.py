@@ -76,6 +76,9 @@ class FhirRequest:
     resource: JsonDict | None = None
     context: RequestContext = SYSTEM_CONTEXT
     accepts_json_body: bool = False  # the caller can take FhirResponse.json_body instead of .resource (HTTP)
+    # in-process callers only (never set from HTTP): work done before the transaction, see interactions/prepared.py
+    prepared: Any = None  # a PreparedBundle for a transaction Bundle
+    prevalidated: bool = False  # this write's resource already passed validation
 
     def __post_init__(self) -> None:
         self.method = self.method.upper()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -141,6 +143,12 @@ def mllp(
 ) -> None:
     """Run the MLLP listener in the foreground."""
     from interfaces.mllp import start_listener_thread, tls_context
+
+    parent = os.environ.get("DIGITALFRONT_PARENT_PID")
+    if parent:  # started by ``digitalfront serve --mllp-port``: leave with it, even after a kill -9
+        from interfaces.prepare import exit_with_parent
+
+        threading.Thread(target=exit_with_parent, args=(int(parent),), daemon=True).start()
 
     ctx = tls_context(tls_cert, tls_key, tls_ca) if tls_cert else None
     handle = start_listener_thread(

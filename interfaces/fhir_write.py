@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from fhir_server.errors import Issue, OperationOutcomeError
+from fhir_server.interactions.prepared import PreparedBundle
 from fhir_server.model import SYSTEM_CONTEXT, FhirRequest
 
 
@@ -55,10 +56,13 @@ class GroupTransaction:
             raise RuntimeError("the repository's unit of work exposes no connection")
         return conn
 
-    def apply(self, bundle: dict[str, Any]) -> dict[str, Any]:
-        """Apply one message's transaction Bundle all-or-nothing; raises OperationOutcomeError on rejection."""
+    def apply(self, bundle: dict[str, Any], prepared: PreparedBundle | None = None) -> dict[str, Any]:
+        """Apply one message's transaction Bundle all-or-nothing; raises OperationOutcomeError on rejection.
+
+        ``prepared``: its validation and index rows, worked out ahead by a worker process."""
         with self.uow.savepoint():
-            resp = self.router.dispatch(FhirRequest("POST", "", resource=bundle, context=SYSTEM_CONTEXT), self.uow)
+            resp = self.router.dispatch(FhirRequest("POST", "", resource=bundle, context=SYSTEM_CONTEXT,
+                                                    prepared=prepared), self.uow)
         if resp.status >= 400 or resp.resource is None:
             raise OperationOutcomeError(resp.status, f"HTTP {resp.status}")
         result: dict[str, Any] = resp.resource

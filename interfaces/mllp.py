@@ -17,7 +17,7 @@ import logging
 import ssl
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ DEFAULT_PORT = 2575
 OnCommit = Callable[[bytes], None]
 Handler = Callable[[bytes, str, OnCommit | None], IngestResult]
 BatchHandler = Callable[[list[tuple[bytes, str, OnCommit | None]]], list[IngestResult]]
+SubmitHandler = Callable[[list[tuple[bytes, str, OnCommit | None]]], list[Future[IngestResult]]]
 
 
 @dataclass
@@ -57,9 +58,11 @@ class MllpServer:
         ssl_context: ssl.SSLContext | None = None,
         workers: int = 1,
         batch_handler: BatchHandler | None = None,
+        submit_handler: SubmitHandler | None = None,
     ) -> None:
         self.handler = handler
         self.batch_handler = batch_handler
+        self.submit_handler = submit_handler  # queues a message with the pipeline's writer thread
         self._queue: list[tuple[tuple[bytes, str, OnCommit | None], asyncio.Future[IngestResult]]] = []
         self._drain_task: asyncio.Task[None] | None = None
         self._connections: set[asyncio.Task[Any]] = set()
@@ -156,6 +159,8 @@ class MllpServer:
 
     def _submit(self, payload: bytes, source: str, on_commit: OnCommit) -> asyncio.Future[IngestResult]:
         loop = asyncio.get_running_loop()
+        if self.submit_handler is not None:
+            return asyncio.wrap_future(self.submit_handler([(payload, source, on_commit)])[0])
         if self.batch_handler is None:
             return loop.run_in_executor(self._executor, self.handler, payload, source, on_commit)
         fut: asyncio.Future[IngestResult] = loop.create_future()
@@ -244,8 +249,11 @@ def start_pipeline_listener(
     pipeline: Hl7Pipeline, host: str = "127.0.0.1", port: int = DEFAULT_PORT, **opts: Any
 ) -> ListenerHandle:
     """A listener feeding ``pipeline`` with group commit (``group_commit=False`` for one message at a time)."""
-    batch = pipeline.ingest_batch if opts.pop("group_commit", True) else None
-    return ListenerHandle(MllpServer(pipeline.ingest, host=host, port=port, batch_handler=batch, **opts))
+    group = opts.pop("group_commit", True)
+    if group and pipeline.prepare_pool is not None:  # workers up before the first burst
+        threading.Thread(target=pipeline.prepare_pool.start, name="hl7-prepare-start", daemon=True).start()
+    return ListenerHandle(MllpServer(pipeline.ingest, host=host, port=port,
+                                     submit_handler=pipeline.submit if group else None, **opts))
 
 
 def start_listener_thread(

@@ -17,10 +17,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from fhir_server.interactions.prepared import PreparedBundle
 from interfaces.ack import (
     ERR_INTERNAL,
     ERR_UNSUPPORTED_EVENT,
@@ -31,8 +33,8 @@ from interfaces.ack import (
     wants_ack,
 )
 from interfaces.er7 import Encoding, Er7Error, Er7Message
-from interfaces.mapping import MappingError, UnsupportedMessage, map_to_bundle
 from interfaces.parsing import SUPPORTED_VERSIONS, Header, parse
+from interfaces.prepare import Mapped, PreparePool, map_message
 from interfaces.store import MessageStore
 
 log = logging.getLogger(__name__)
@@ -40,13 +42,14 @@ log = logging.getLogger(__name__)
 ApplyTransaction = Callable[[dict[str, Any]], dict[str, Any]]
 OnCommit = Callable[[bytes], None]
 MAX_GROUP = 64  # messages per group commit: bounds the ACK latency of the first one
+WRITER_IDLE_S = 30.0  # the writer thread leaves after this long without work
 
 
 class GroupTx(Protocol):
     @property
     def connection(self) -> Any: ...
 
-    def apply(self, bundle: dict[str, Any]) -> dict[str, Any]: ...
+    def apply(self, bundle: dict[str, Any], prepared: PreparedBundle | None = None) -> dict[str, Any]: ...
 
 
 class GroupWriter(Protocol):
@@ -81,6 +84,14 @@ def _error_detail(exc: BaseException) -> tuple[str, dict[str, Any] | None]:
 
 
 @dataclass
+class PipelineStats:
+    group_commits: int = 0  # transactions that applied messages
+    applied: int = 0  # messages they applied
+    largest_group: int = 0
+    prepared: int = 0  # messages whose mapping, validation and index rows came from a worker process
+
+
+@dataclass
 class _Pending:
     """One message of a group, between parsing and its ACK."""
 
@@ -93,6 +104,9 @@ class _Pending:
     msg_id: int = 0
     acks: list[bytes] = field(default_factory=list)
     result: IngestResult | None = None
+    prepared: Future[Mapped] | None = None  # a worker mapping it
+    deferred: bool = False  # its control id was still being applied when it arrived: received after that
+    done: Future[IngestResult] = field(default_factory=Future)
 
     @property
     def key(self) -> tuple[str, str, str] | None:
@@ -109,13 +123,21 @@ class Hl7Pipeline:
         parser: str = "er7",
         receiver: tuple[str, str] = ("DIGITALFRONT", "DIGITALFRONT"),
         group: GroupWriter | None = None,
+        prepare_pool: PreparePool | None = None,
     ) -> None:
         self.store = store
         self.apply_transaction = apply_transaction
         self.parser = parser
         self.receiver = receiver
         self.group = group
-        self._lock = threading.Lock()
+        self.prepare_pool = prepare_pool if group is not None else None  # only the group path applies prepared work
+        self._lock = threading.Lock()  # one writer at a time (the writer thread, replays)
+        self._cv = threading.Condition()
+        self._arrivals: list[_Pending] = []  # submitted, not yet received (raw not yet committed)
+        self._received: list[_Pending] = []  # raw committed, waiting to be applied (writer thread only)
+        self._writer: threading.Thread | None = None
+        self._closing = False
+        self.stats = PipelineStats()
 
     # -- entry points -------------------------------------------------------------------------
     def ingest(self, raw: bytes, source: str, on_commit: OnCommit | None = None) -> IngestResult:
@@ -125,21 +147,28 @@ class Hl7Pipeline:
 
     def ingest_batch(self, items: Sequence[tuple[bytes, str, OnCommit | None]]) -> list[IngestResult]:
         """Handle messages in arrival order with group commit; one result per item, same order."""
+        return [f.result() for f in self.submit(items)]
+
+    def submit(self, items: Sequence[tuple[bytes, str, OnCommit | None]]) -> list[Future[IngestResult]]:
+        """Queue messages for the writer thread; each future resolves (with its ACKs) after its commit."""
         pending = [self._parse(raw, source, cb) for raw, source, cb in items]
-        chunk: list[_Pending] = []
-        keys: set[tuple[str, str, str]] = set()
-        for p in pending:
-            key = p.key
-            # the same control id twice in one group: the second must see the first's ACK (duplicate rule)
-            if len(chunk) >= MAX_GROUP or (key is not None and key in keys):
-                self._ingest_group(chunk)
-                chunk, keys = [], set()
-            chunk.append(p)
-            if key is not None:
-                keys.add(key)
-        if chunk:
-            self._ingest_group(chunk)
-        return [p.result for p in pending if p.result is not None]
+        with self._cv:
+            if self._writer is None or not self._writer.is_alive():
+                self._writer = threading.Thread(target=self._write_loop, name="hl7-writer", daemon=True)
+                self._writer.start()
+            self._arrivals.extend(pending)
+            self._cv.notify()
+        return [p.done for p in pending]
+
+    def close(self) -> None:
+        """Finish what was queued, stop the writer thread and the worker processes."""
+        with self._cv:
+            self._closing = True
+            self._cv.notify()
+        if self._writer is not None:
+            self._writer.join(60)
+        if self.prepare_pool is not None:
+            self.prepare_pool.close()
 
     def replay(self, msg_id: int) -> IngestResult:
         """Reprocess a stored message (after a mapping fix); dedup does not apply to replays."""
@@ -174,24 +203,109 @@ class Hl7Pipeline:
             )
         return p
 
-    def _ingest_group(self, chunk: list[_Pending]) -> None:
-        with self._lock:
-            # 1. one commit makes every raw message durable (and settles rejects and duplicates)
-            with self.store.write_engine.begin() as conn:
-                todo = [p for p in chunk if self._receive(p, conn)]
+    # -- the writer thread: every database write of the pipeline, in arrival order ----------------
+    def _write_loop(self) -> None:
+        """Receive what arrived (one commit; the workers start mapping it), then apply the longest run of
+        received messages whose mapping is ready (one commit), and again: while the writer applies one
+        group, the workers prepare the next, and every message is applied in arrival order."""
+        while True:
+            with self._cv:
+                while not self._arrivals and not self._ready_head() and not (self._closing and not self._received):
+                    if not self._cv.wait(WRITER_IDLE_S) and not self._arrivals and not self._received:
+                        self._writer = None  # idle: the next submit starts a new one
+                        return
+                if self._closing and not self._arrivals and not self._received:
+                    return
+                arrivals, self._arrivals = self._arrivals, []
+            group: list[_Pending] = []
+            try:
+                if arrivals:
+                    self._receive_all(arrivals)
+                group = self._take_ready()
+                if group:
+                    self._apply(group)
+            except Exception as exc:  # noqa: BLE001 - never lose the writer: fail these messages, go on
+                log.exception("HL7v2 writer failed; the messages stay in the store for replay")
+                for p in [*arrivals, *group, *self._received]:
+                    if not p.done.done():
+                        p.done.set_exception(exc)
+                self._received = [p for p in self._received if not p.done.done()]
+            finally:
+                for p in arrivals:
+                    if p.result is not None and not p.done.done():
+                        p.done.set_result(p.result)
+
+    def _ready_head(self) -> bool:
+        head = self._received[0] if self._received else None
+        return head is not None and (head.prepared is None or head.prepared.done())
+
+    def _receive_all(self, arrivals: list[_Pending]) -> None:
+        """One commit makes every raw message durable (and settles rejects and duplicates)."""
+        inflight = {p.key for p in self._received if p.key is not None}
+        queued: list[_Pending] = []  # in arrival order
+        with self._lock, self.store.write_engine.begin() as conn:
+            for p in arrivals:
+                if p.key is not None and p.key in inflight:  # its original is not applied yet: decide later
+                    p.deferred = True
+                    queued.append(p)
+                elif self._receive(p, conn):
+                    queued.append(p)
+                    if p.key is not None:
+                        inflight.add(p.key)
+        todo = [p for p in queued if not p.deferred]
+        self._committed(todo)
+        # workers map the messages while the writer is busy; one lone message is mapped by the writer
+        pool = self.prepare_pool
+        if pool is not None and len(todo) + len(self._received) > 1:
             for p in todo:
-                assert p.header is not None and p.msg is not None
-                if p.header.enhanced_mode and wants_ack(p.header.accept_ack_type, True):
-                    commit = build_ack(p.header, "CA", enc=p.msg.enc, receiver=self.receiver)
-                    if p.on_commit is not None:
-                        p.on_commit(commit)
-                    else:
-                        p.acks.append(commit)
-            # 2. one transaction applies them all, each in its own savepoint, outcomes included
+                p.prepared = pool.submit(p.raw, p.msg_id)
+                if p.prepared is not None:
+                    p.prepared.add_done_callback(self._wake)
+        self._received.extend(queued)
+
+    def _wake(self, _future: Any) -> None:
+        with self._cv:
+            self._cv.notify()
+
+    def _committed(self, todo: list[_Pending]) -> None:
+        """Enhanced mode: the commit ACK (CA) goes out as soon as the raw message is durable."""
+        for p in todo:
+            assert p.header is not None and p.msg is not None
+            if p.header.enhanced_mode and wants_ack(p.header.accept_ack_type, True):
+                commit = build_ack(p.header, "CA", enc=p.msg.enc, receiver=self.receiver)
+                if p.on_commit is not None:
+                    p.on_commit(commit)
+                else:
+                    p.acks.append(commit)
+
+    def _take_ready(self) -> list[_Pending]:
+        """The received messages that can be applied now, in order (a deferred one goes alone, first)."""
+        group: list[_Pending] = []
+        for p in self._received:
+            if len(group) >= MAX_GROUP or (p.deferred and group):
+                break
+            if p.prepared is not None and not p.prepared.done():
+                break
+            group.append(p)
+            if p.deferred:
+                break
+        del self._received[:len(group)]
+        return group
+
+    def _apply(self, group: list[_Pending]) -> None:
+        with self._lock:
+            if group[0].deferred:  # its original has committed by now: a duplicate, or a crash retry
+                with self.store.write_engine.begin() as conn:
+                    todo = [p for p in group if self._receive(p, conn)]
+                self._committed(todo)
+            else:
+                todo = group
+            # one transaction applies them all, each in its own savepoint, outcomes included
             if self.group is not None and todo:
                 try:
                     with self.group.transaction() as tx:
-                        results = [self._process(p.msg_id, p.msg, p.header, tx.apply, tx.connection)
+                        results = [self._process(p.msg_id, p.msg, p.header, tx.apply, tx.connection,
+                                                 self._mapped(p.prepared))
                                    for p in todo if p.msg is not None and p.header is not None]
                     for p, r in zip(todo, results, strict=True):
                         p.result = r
@@ -201,9 +315,17 @@ class Hl7Pipeline:
             for p in todo:
                 assert p.msg is not None and p.header is not None
                 p.result = self._process(p.msg_id, p.msg, p.header)
-            for p in chunk:
-                if p.result is not None and p.acks:
-                    p.result.acks = p.acks + p.result.acks
+        st = self.stats
+        st.group_commits += 1
+        st.applied += len(group)
+        st.largest_group = max(st.largest_group, len(group))
+        st.prepared += sum(1 for p in group if p.prepared is not None and p.prepared.done()
+                           and not p.prepared.cancelled() and p.prepared.exception() is None)
+        for p in group:
+            assert p.result is not None
+            if p.acks:
+                p.result.acks = p.acks + p.result.acks
+            p.done.set_result(p.result)
 
     def _receive(self, p: _Pending, conn: Any) -> bool:
         """Store ``p`` (rejected, duplicate or received); True when it still has to be processed."""
@@ -280,21 +402,34 @@ class Hl7Pipeline:
         send = not header.enhanced_mode or wants_ack(header.application_ack_type, code == "AA")
         return IngestResult(msg_id, status, code, [ack] if send else [], resources or [])
 
+    @staticmethod
+    def _mapped(future: Future[Mapped] | None) -> Mapped | None:
+        """A worker's result; None (map in this thread) when there was no worker or it failed."""
+        if future is None:
+            return None
+        try:
+            return future.result()
+        except Exception:  # noqa: BLE001 - a worker died (or the pool broke): the writer maps it itself
+            log.exception("HL7v2 prepare worker failed; mapping in the writer's thread")
+            return None
+
     def _process(
         self,
         msg_id: int,
         msg: Er7Message,
         header: Header,
-        apply: ApplyTransaction | None = None,
+        apply: Callable[[dict[str, Any], PreparedBundle | None], dict[str, Any]] | None = None,
         conn: Any = None,
+        mapped: Mapped | None = None,
     ) -> IngestResult:
-        try:
-            bundle, _patient = map_to_bundle(msg, header, store_id=msg_id)
-        except UnsupportedMessage as exc:
+        if mapped is None:
+            mapped = map_message(msg, header, msg_id)
+        if mapped.unsupported is not None:
             known_type = header.message_code in {
                 k.split("_")[0] for k in ("ADT_", "ORU_", "ORM_", "OML_", "VXU_", "SIU_", "MDM_")
             }
-            err = AckError(ERR_UNSUPPORTED_EVENT if known_type else ERR_UNSUPPORTED_TYPE, str(exc), "MSH^1^9")
+            err = AckError(ERR_UNSUPPORTED_EVENT if known_type else ERR_UNSUPPORTED_TYPE, mapped.unsupported,
+                           "MSH^1^9")
             return self._finish(
                 msg_id,
                 header,
@@ -302,11 +437,12 @@ class Hl7Pipeline:
                 "rejected",
                 "AR",
                 errors=[err],
-                outcome={"error": str(exc), "code": err.code[0]},
+                outcome={"error": mapped.unsupported, "code": err.code[0]},
                 conn=conn,
             )
-        except MappingError as exc:
-            err = AckError(exc.code, str(exc), exc.location)
+        if mapped.error is not None or mapped.bundle is None:
+            text = mapped.error or "no mapping result"
+            err = AckError(mapped.error_code, text, mapped.error_location)
             return self._finish(
                 msg_id,
                 header,
@@ -314,11 +450,12 @@ class Hl7Pipeline:
                 "error",
                 "AE",
                 errors=[err],
-                outcome={"error": str(exc), "code": exc.code[0], "location": exc.location},
+                outcome={"error": text, "code": mapped.error_code[0], "location": mapped.error_location},
                 conn=conn,
             )
+        bundle = mapped.bundle
         try:
-            response = (apply or self.apply_transaction)(bundle)
+            response = apply(bundle, mapped.prepared) if apply is not None else self.apply_transaction(bundle)
         except Exception as exc:  # the FHIR core rejected or failed the write: keep for replay
             text, oo = _error_detail(exc)
             status_code = getattr(exc, "status", None)

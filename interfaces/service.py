@@ -6,6 +6,7 @@ from typing import Any
 
 from interfaces.fhir_write import RouterGroupWriter, router_transaction
 from interfaces.pipeline import Hl7Pipeline
+from interfaces.prepare import PreparePool, default_workers
 from interfaces.store import MessageStore
 
 _ATTR = "_hl7v2_pipeline"
@@ -21,11 +22,18 @@ def pipeline_for(services: Any) -> Hl7Pipeline:
     repo = getattr(services, "repo", None)
     # group commit needs the message store and the FHIR tables in one database (one transaction)
     group = RouterGroupWriter(services.router, repo) if getattr(repo, "engine", None) is services.engine else None
+    workers = getattr(settings, "hl7_workers", 0)
+    workers = default_workers() if workers is None else workers
+    pool = None
+    if group is not None and workers > 0:
+        pool = PreparePool(workers, services.router.registry, base_url=getattr(settings, "base_url", None) or None,
+                           validate=getattr(settings, "validate_writes", True))
     pipeline = Hl7Pipeline(
         MessageStore(services.engine, write_engine=repo.write_engine if group is not None and repo else None),
         router_transaction(services.router),
         parser=extra.get("hl7_parser", "er7"),
         group=group,
+        prepare_pool=pool,
     )
     setattr(services, _ATTR, pipeline)
     return pipeline

@@ -125,6 +125,18 @@ def metrics_text(pipeline: Hl7Pipeline) -> str:
         "# TYPE digitalfront_hl7v2_messages gauge",
     ]
     lines += [f'digitalfront_hl7v2_messages{{status="{s}"}} {n}' for s, n in pipeline.store.counts().items()]
+    stats = pipeline.stats
+    lines += [
+        "# HELP digitalfront_hl7v2_group_commits_total Transactions that applied HL7v2 messages (group commit)",
+        "# TYPE digitalfront_hl7v2_group_commits_total counter",
+        f"digitalfront_hl7v2_group_commits_total {stats.group_commits}",
+        "# HELP digitalfront_hl7v2_applied_total HL7v2 messages applied by those transactions",
+        "# TYPE digitalfront_hl7v2_applied_total counter",
+        f"digitalfront_hl7v2_applied_total {stats.applied}",
+        "# HELP digitalfront_hl7v2_prepared_total HL7v2 messages mapped, validated and indexed by a worker process",
+        "# TYPE digitalfront_hl7v2_prepared_total counter",
+        f"digitalfront_hl7v2_prepared_total {stats.prepared}",
+    ]
     return "\n".join(lines) + "\n"
 
 

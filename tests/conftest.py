@@ -18,6 +18,9 @@ SHARED = ROOT.parent / "shared"
 PG_ADMIN_URL = os.environ.get("DIGITALFRONT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 os.environ.setdefault("DIGITALFRONT_AUTH", "off")
+# Apps built by tests map HL7v2 in the writer's thread; the tests that run the worker processes (the server's
+# default) ask for them (integration/interfaces: the sqlite-workers stack, the kill -9 and MLLP serve tests).
+os.environ.setdefault("DIGITALFRONT_HL7_WORKERS", "0")
 
 
 def shared_path(*parts: str) -> Path:

@@ -13,11 +13,13 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
+from fhir_server import authz
 from fhir_server.errors import Issue, OperationOutcomeError, bad_request, operation_outcome
 from fhir_server.ids import new_id as make_id
 from fhir_server.interactions.common import match_conditional, multiple_matches
+from fhir_server.interactions.prepared import PreparedBundle, fixed_index, trusted_validation
 from fhir_server.model import FhirRequest, FhirResponse, Headers, JsonDict
-from fhir_server.repository import FhirRepository
+from fhir_server.repository import FhirRepository, StoredResource
 
 if TYPE_CHECKING:
     from fhir_server.router import FhirRouter
@@ -145,6 +147,7 @@ def _transaction(router: FhirRouter, req: FhirRequest, repo: FhirRepository, ent
         with repo.unit_of_work() as uow:
             mapping: dict[str, str] = {}
             assigned: dict[int, str] = {}
+            matched: dict[int, StoredResource] = {}  # conditional PUTs resolved here: not searched again
             # 1. placeholders: POSTs get their ids now; conditional creates/updates resolve by search
             for i, e in enumerate(entries):
                 method = e["request"]["method"].upper()
@@ -171,6 +174,7 @@ def _transaction(router: FhirRouter, req: FhirRequest, repo: FhirRepository, ent
                         found = match_conditional(router, uow, rtype, query)
                         if len(found) == 1:
                             mapping[full] = f"{rtype}/{found[0].id}"
+                            matched[i] = found[0]
                         elif not found and res.get("id"):
                             mapping[full] = f"{rtype}/{res['id']}"
                         elif not found:
@@ -199,21 +203,44 @@ def _transaction(router: FhirRouter, req: FhirRequest, repo: FhirRepository, ent
                     r = entries[i]["request"]
                     url = str(mapping.get(r["url"], r["url"])).split("?")[0].split("/_history")[0]
                     parts = url.split("/")
-                    if r["method"].upper() in ("PUT", "DELETE") and len(parts) == 2 and i not in assigned:
+                    if i in matched:
+                        keys.append((matched[i].resource_type, matched[i].id))
+                    elif r["method"].upper() in ("PUT", "DELETE") and len(parts) == 2 and i not in assigned:
                         keys.append((parts[0], parts[1]))
                 prefetch(keys)
+            prepared = _usable(router, req.prepared, entries)
+            offer = getattr(uow, "offer_index", None) if prepared is not None else None
             for i in order:
                 e = _walk_replace(entries[i], mapping) if mapping else entries[i]
                 sub = _entry_request(req, e)
+                target = None
                 if i in assigned:
-                    if sub.method == "POST":
-                        resp = router.create_with_id(sub, uow, assigned[i])
-                    else:  # conditional PUT that matched nothing: create with the placeholder's id
-                        sub = FhirRequest("PUT", f"{e['resource']['resourceType']}/{assigned[i]}", [], sub.headers,
+                    target = (e["resource"]["resourceType"], assigned[i])
+                    if sub.method == "PUT":  # conditional PUT that matched nothing: create with the placeholder's id
+                        sub = FhirRequest("PUT", "/".join(target), [], sub.headers,
                                           resource={**e["resource"], "id": assigned[i]}, context=sub.context)
-                        resp = router.dispatch(sub, uow)
+                elif i in matched:  # conditional PUT matched in step 1: update that resource
+                    hit = matched[i]
+                    body = e["resource"]
+                    if "id" in body and body["id"] != hit.id:
+                        raise bad_request(f"Body id {body['id']!r} differs from the matched resource {hit.id!r}")
+                    authz.check_resource(sub.context, "update", hit.resource or {})
+                    target = (hit.resource_type, hit.id)
+                    sub = FhirRequest("PUT", "/".join(target), [], sub.headers, resource={**body, "id": hit.id},
+                                      context=sub.context)
+                elif sub.method == "PUT" and sub.resource is not None and sub.path.count("/") == 1:
+                    target = (sub.path.split("/")[0], sub.path.split("/")[1])
+                if prepared is not None:
+                    entry = prepared.entries[i]
+                    sub.prevalidated = trusted_validation(entry, router.terminology)
+                    if offer is not None and target is not None:
+                        offer(*target, fixed_index(entry, mapping))
+                if i in assigned and sub.method == "POST":
+                    resp = router.create_with_id(sub, uow, assigned[i])
                 else:
                     resp = router.dispatch(sub, uow)
+                if offer is not None and target is not None:
+                    offer(*target, None)
                 if resp.status >= 400:
                     raise OperationOutcomeError(resp.status, [Issue("error", "processing",
                                                                     f"Entry {i} failed with {resp.status}")])
@@ -230,6 +257,14 @@ def _transaction(router: FhirRouter, req: FhirRequest, repo: FhirRepository, ent
         raise OperationOutcomeError(err.status, issues) from err
     return {"resourceType": "Bundle", "type": "transaction-response",
             "entry": [results[i] for i in range(len(entries))]}
+
+
+def _usable(router: FhirRouter, prepared: Any, entries: list[JsonDict]) -> PreparedBundle | None:
+    """The request's prepared work, if it was done for these entries with today's search parameters."""
+    if isinstance(prepared, PreparedBundle) and len(prepared.entries) == len(entries) \
+            and prepared.registry_version == router.registry.version:
+        return prepared
+    return None
 
 
 def outcome_for(err: OperationOutcomeError) -> JsonDict:

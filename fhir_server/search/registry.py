@@ -112,6 +112,7 @@ class SearchParamRegistry:
         self._by_type: dict[str, dict[str, SearchParam]] = {}
         self._by_url: dict[str, SearchParam] = {}
         self.version = 0
+        self._registered: list[dict[str, Any]] = []  # every register() call, in order (see replay_of)
         self.resource_types: frozenset[str] = element_types()[1]
         for raw in _base_params():
             self._add(_parse(raw, custom=False))
@@ -157,7 +158,21 @@ class SearchParamRegistry:
             self._add(sp)
             self._resolve_components()
             self.version += 1
+            self._registered.append(resource)
         return sp
+
+    def registrations(self) -> list[dict[str, Any]]:
+        """The custom SearchParameters registered so far, in order: ``replay_of`` rebuilds this registry
+        (same parameters, same version) in another process."""
+        with self._lock:
+            return list(self._registered)
+
+    @classmethod
+    def replay_of(cls, registrations: list[dict[str, Any]]) -> SearchParamRegistry:
+        registry = cls()
+        for resource in registrations:
+            registry.register(resource)
+        return registry
 
     def get(self, resource_type: str, code: str) -> SearchParam | None:
         return self._by_type.get(resource_type, {}).get(code)

@@ -154,6 +154,7 @@ class SqlFhirRepository(JobStore):
         self._pending = _Pending()
         self._events: list[ResourceChanged] = []
         self._prefetched: dict[tuple[str, str], Any] = {}
+        self._offered: dict[tuple[str, str], IndexRows] = {}
 
     @property
     def write_engine(self) -> Engine:
@@ -168,6 +169,7 @@ class SqlFhirRepository(JobStore):
         view._pending = _Pending()
         view._events = []
         view._prefetched = {}
+        view._offered = {}
         view._root = self  # type: ignore[attr-defined]
         return view
 
@@ -371,8 +373,17 @@ class SqlFhirRepository(JobStore):
     def _now(self) -> int:
         return to_us(datetime.now(UTC))
 
+    def offer_index(self, resource_type: str, id: str, rows: IndexRows | None) -> None:
+        """Inside a unit of work: index rows already extracted (ahead of the transaction) for the next write
+        of ``resource_type/id``; None withdraws the offer."""
+        if rows is None:
+            self._offered.pop((resource_type, id), None)
+        else:
+            self._offered[(resource_type, id)] = rows
+
     def _queue_index(self, pk: int, res: JsonDict) -> None:
-        rows: IndexRows = self.extractor.extract(res)
+        offered = self._offered.pop((res["resourceType"], res["id"]), None) if self._offered else None
+        rows: IndexRows = offered if offered is not None else self.extractor.extract(res)
         p = self._pending
         for kind in _INDEX_COLUMNS:
             vals = getattr(rows, kind)

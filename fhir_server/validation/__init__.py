@@ -31,7 +31,7 @@ def _default_bindings() -> BindingChecker:
 
 def validate_resource(resource: dict[str, Any], *, mode: str = "create",
                       terminology: Terminology | None = None,
-                      strict: bool = False) -> list[Issue]:
+                      strict: bool = False, bindings: BindingChecker | None = None) -> list[Issue]:
     """Errors and warnings for ``resource``; an empty list means valid.
 
     ``mode`` follows ``$validate``: ``update`` also requires an id. ``delete``
@@ -42,13 +42,16 @@ def validate_resource(resource: dict[str, Any], *, mode: str = "create",
     only when ``strict`` (``$validate``, like the reference validator) and
     warnings on ordinary writes, where real feeds carry extensions we do not
     know (US Core, Synthea) and the official examples break a few rules.
+    ``bindings`` replaces the required-binding checker (one that records its
+    answers, when validating ahead of a transaction).
     """
     if mode not in MODES:
         return [Issue("error", "value", f"Unknown validation mode '{mode}' (expected create, update or delete)")]
     if mode == "delete":
         return []
     model = get_model()
-    bindings = _default_bindings() if terminology is None else BindingChecker(model, terminology)
+    if bindings is None:
+        bindings = _default_bindings() if terminology is None else BindingChecker(model, terminology)
     walker = Walker(model, bindings, _rules(), strict=strict)
     walker.resource(resource, str(resource.get("resourceType", "Resource")) if isinstance(resource, dict)
                     else "Resource")

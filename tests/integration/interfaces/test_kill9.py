@@ -32,7 +32,7 @@ ORU = ("MSH|^~\\&|LAB|HOSP|DF|DF|20240101120000||ORU^R01^ORU_R01|k{i}|P|2.5.1\r"
 def test_kill_9_during_burst_loses_no_acknowledged_message(tmp_path):
     db = f"sqlite:///{tmp_path}/kill9.db"
     proc = subprocess.Popen([sys.executable, "-c", SERVER, db], cwd=REPO, stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+                            env={**os.environ, "PYTHONPATH": str(REPO), "DIGITALFRONT_HL7_WORKERS": "2"})
     try:
         port = int(proc.stdout.readline())
         acked: list[str] = []
@@ -73,7 +73,7 @@ def test_kill_9_during_group_commits_from_several_connections(tmp_path):
     message the server stored but did not finish is in ``received`` and replays to AA."""
     db = f"sqlite:///{tmp_path}/kill9g.db"
     proc = subprocess.Popen([sys.executable, "-c", SERVER, db], cwd=REPO, stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+                            env={**os.environ, "PYTHONPATH": str(REPO), "DIGITALFRONT_HL7_WORKERS": "2"})
     acked: list[str] = []
     lock = threading.Lock()
 

@@ -57,7 +57,8 @@ def test_serve_with_mllp_port_acks_after_commit_and_serves_the_result(tmp_path):
     exe = REPO / ".venv" / "bin" / "digitalfront"
     cmd = [str(exe), "serve", "--port", str(http_port), "--mllp-port", str(mllp_port),
            "--database-url", f"sqlite:///{tmp_path}/serve.db", "--workers", "1", "--threads", "2"]
-    env = {**os.environ, "DIGITALFRONT_AUTH": "off", "DIGITALFRONT_DATA_DIR": str(tmp_path), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "DIGITALFRONT_AUTH": "off", "DIGITALFRONT_DATA_DIR": str(tmp_path), "PYTHONPATH": str(REPO),
+           "DIGITALFRONT_HL7_WORKERS": "auto"}  # the server default: worker processes on a multi-core machine
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for_port(mllp_port, proc)

@@ -20,13 +20,19 @@ def adt(event: str, cid: str, mrn: str = "500", family: str = "Doe", end: str = 
     return ADT.format(event=event, cid=cid, mrn=mrn, family=family, end=end).encode()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "sqlite-workers", "postgres"])
 def services(request, tmp_path):
+    """The real stack; ``sqlite-workers`` maps, validates and indexes in worker processes (the server default)."""
     from digitalfront.app import build_services
     from digitalfront.config import Settings
 
-    if request.param == "sqlite":
-        yield build_services(Settings(database_url=f"sqlite:///{tmp_path}/df.db", auth=False))
+    if request.param.startswith("sqlite"):
+        workers = 2 if request.param == "sqlite-workers" else 0
+        svc = build_services(Settings(database_url=f"sqlite:///{tmp_path}/df.db", auth=False, hl7_workers=workers))
+        assert (pipeline_for(svc).prepare_pool is not None) == bool(workers)
+        yield svc
+        if pipeline_for(svc).prepare_pool is not None:
+            pipeline_for(svc).prepare_pool.close()
         return
     base = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
     name = f"hl7r_{uuid.uuid4().hex[:10]}"

@@ -149,3 +149,32 @@ def test_search_filters(store, writer):
     assert [m.control_id for m in store.search(status="processed")] == ["s1"]
     assert [m.status for m in store.search(message_type="ADT")] == ["processed"]
     assert len(store.search(sender="HOSP")) == 1
+
+
+def test_writer_thread_leaves_when_idle_and_a_new_one_takes_over(store, writer, monkeypatch):
+    import time
+
+    import interfaces.pipeline as pipeline_module
+
+    monkeypatch.setattr(pipeline_module, "WRITER_IDLE_S", 0.2)
+    p = Hl7Pipeline(store, writer)
+    futures = p.submit([(adt("idle-1"), "t", None), (adt("idle-2", mrn="101"), "t", None)])
+    assert [f.result(30).ack_code for f in futures] == ["AA", "AA"]
+    first = p._writer
+    assert first is not None
+    first.join(5)
+    assert not first.is_alive() and p._writer is None
+    assert p.ingest(adt("idle-3"), "t").ack_code == "AA"
+    p.close()
+    assert p._writer is None or not p._writer.is_alive()
+    assert [m.status for m in store.search(limit=10)].count("processed") == 3
+
+
+def test_a_resend_arriving_while_its_original_waits_is_answered_as_a_duplicate(store, writer):
+    p = Hl7Pipeline(store, writer)
+    first, again, other = p.submit([(adt("dup-q"), "t", None), (adt("dup-q"), "t", None),
+                                    (adt("dup-r", mrn="102"), "t", None)])
+    a, b, c = first.result(30), again.result(30), other.result(30)
+    assert (a.status, b.status, c.status) == ("processed", "duplicate", "processed")
+    assert b.duplicate_of == a.message_id and b.acks == [store.get(a.message_id).ack]
+    assert len(writer.bundles) == 2  # applied once

@@ -1,0 +1,75 @@
+"""The HL7v2 worker processes (interfaces/prepare.py): what they prepare is used, and losing them loses nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from interfaces.service import pipeline_for
+from tests.integration.interfaces.test_group_commit import oru
+from tests.integration.interfaces.test_through_router import adt
+
+
+@pytest.fixture
+def services(tmp_path):
+    from digitalfront.app import build_services
+    from digitalfront.config import Settings
+
+    svc = build_services(Settings(database_url=f"sqlite:///{tmp_path}/w.db", auth=False, hl7_workers=2))
+    yield svc
+    pipeline_for(svc).prepare_pool.close()
+
+
+def test_prepared_work_is_used_and_the_results_are_searchable(services, monkeypatch):
+    p = pipeline_for(services)
+    p.prepare_pool.start()
+    assert len(p.prepare_pool.pids()) == 2 and os.getpid() not in p.prepare_pool.pids()
+    # the writer must not validate or extract what the workers did: count what it still does itself
+    calls = {"validate": 0, "extract": 0}
+    real_validate, real_extract = services.router.validate_write, services.repo.extractor.extract
+    monkeypatch.setattr(services.router, "validate_write",
+                        lambda *a: (calls.__setitem__("validate", calls["validate"] + 1), real_validate(*a))[1])
+    monkeypatch.setattr(services.repo.extractor, "extract",
+                        lambda r: (calls.__setitem__("extract", calls["extract"] + 1), real_extract(r))[1])
+    results = p.ingest_batch([(oru(f"w-{i}", mrn="810"), "t", None) for i in range(4)]
+                             + [(adt("A01", "w-adt", mrn="810"), "t", None)])
+    assert [r.ack_code for r in results] == ["AA"] * 5
+    assert calls == {"validate": 0, "extract": 0}
+    assert p.stats.prepared >= 4  # (a lone message may be mapped by the writer itself)
+    obs = services.client.search("Observation", [("subject:Patient.identifier", "urn:oid:1.2.3|810")])
+    assert len(obs) == 48  # four orders of 12 results
+    patient = services.client.search("Patient", [("identifier", "urn:oid:1.2.3|810")])[0]
+    assert len(services.client.search("Observation", [("patient", f"Patient/{patient['id']}")])) == 48
+    assert len(services.client.search("Encounter", [("subject", f"Patient/{patient['id']}")])) == 1
+
+
+def test_a_killed_worker_costs_speed_not_messages(services):
+    p = pipeline_for(services)
+    p.prepare_pool.start()
+    os.kill(p.prepare_pool.pids()[0], signal.SIGKILL)
+    time.sleep(0.5)
+    results = p.ingest_batch([(oru(f"k-{i}", mrn="811"), "t", None) for i in range(3)])
+    assert [r.ack_code for r in results] == ["AA"] * 3
+    results = p.ingest_batch([(oru(f"k2-{i}", mrn="812"), "t", None) for i in range(3)])  # a new pool
+    assert [r.ack_code for r in results] == ["AA"] * 3
+    assert len(p.prepare_pool.pids()) >= 1
+    assert len(services.client.search("Observation", [("subject:Patient.identifier", "urn:oid:1.2.3|812")])) == 36
+
+
+def test_a_search_parameter_added_later_is_indexed_by_new_workers(services):
+    p = pipeline_for(services)
+    p.prepare_pool.start()
+    before = p.prepare_pool.pids()
+    sp = {"resourceType": "SearchParameter", "url": "http://example.org/sp/obs-ref-high", "name": "refhigh",
+          "status": "active", "code": "ref-high", "description": "Reference range high", "base": ["Observation"], "type": "quantity",
+          "expression": "Observation.referenceRange.high"}
+    services.client.create(sp)
+    results = p.ingest_batch([(oru(f"s-{i}", mrn="813", v="95"), "t", None) for i in range(2)])
+    assert [r.ack_code for r in results] == ["AA"] * 2
+    assert p.prepare_pool.pids() != before  # rebuilt with the new parameter
+    found = services.client.search("Observation", [("ref-high", "99"), ("subject:Patient.identifier",
+                                                                         "urn:oid:1.2.3|813")])
+    assert len(found) == 24

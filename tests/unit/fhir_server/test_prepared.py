@@ -1,0 +1,145 @@
+"""Work done ahead of a transaction (interactions/prepared.py) equals what the transaction would do itself."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from fhir_server.interactions.bundle import _walk_replace
+from fhir_server.interactions.prepared import (
+    PLACEHOLDER,
+    PreparedEntry,
+    fixed_index,
+    prepare_bundle,
+    trusted_validation,
+)
+from fhir_server.search.extract import Extractor
+from fhir_server.search.registry import SearchParamRegistry
+from fhir_server.validation import has_errors, validate_resource
+from tests.conftest import shared_path
+from tests.unit.interfaces.hl7_testkit import ig_messages
+
+
+def synthea_bundles(n: int = 3) -> list[dict[str, Any]]:
+    paths = sorted(shared_path("corpora", "synthea-r4").glob("*.json.gz"))[:n]
+    return [json.loads(gzip.open(p, "rt", encoding="utf-8").read()) for p in paths]
+
+
+def hl7_bundles() -> list[dict[str, Any]]:
+    from interfaces.mapping import map_to_bundle
+    from interfaces.parsing import parse
+
+    out = []
+    for text in ig_messages().values():
+        msg, header = parse(text.encode())
+        out.append(map_to_bundle(msg, header, store_id=7)[0])
+    return out
+
+
+def resolved(bundle: dict[str, Any]) -> dict[str, str]:
+    """What a transaction's first step would produce: every urn:uuid fullUrl -> Type/<server id>."""
+    return {e["fullUrl"]: f"{e['resource']['resourceType']}/{uuid.uuid4()}" for e in bundle["entry"]
+            if str(e.get("fullUrl", "")).startswith("urn:uuid:") and isinstance(e.get("resource"), dict)}
+
+
+@pytest.fixture(scope="module")
+def extractor() -> Extractor:
+    return Extractor(SearchParamRegistry())
+
+
+@pytest.mark.parametrize("source", ["synthea", "hl7v2"])
+def test_prepared_rows_and_validation_equal_the_transactions_own(source, extractor):
+    bundles = synthea_bundles() if source == "synthea" else hl7_bundles()
+    compared = 0
+    for bundle in bundles:
+        prepared = prepare_bundle(bundle, extractor)
+        assert len(prepared.entries) == len(bundle["entry"])
+        mapping = resolved(bundle)
+        for e, entry in zip(bundle["entry"], prepared.entries, strict=True):
+            if entry is None:
+                continue
+            final = _walk_replace(e["resource"], mapping)
+            final["id"] = mapping.get(e.get("fullUrl", ""), "x/" + str(uuid.uuid4())).split("/", 1)[1]
+            assert fixed_index(entry, mapping) == extractor.extract(final), final["resourceType"]
+            mode = "create" if e["request"]["method"] == "POST" else "update"
+            subject = {k: v for k, v in final.items() if k != "id"} if mode == "create" else final
+            assert entry.validated == (not has_errors(validate_resource(subject, mode=mode)))
+            compared += 1
+    assert compared > (100 if source == "synthea" else 20)
+
+
+def test_placeholders_stand_in_for_urn_references_so_patient_parameters_are_indexed(extractor):
+    bundle = hl7_bundles()[0]
+    obs = next(i for i, e in enumerate(bundle["entry"]) if e["resource"]["resourceType"] in ("Observation",
+                                                                                               "Encounter"))
+    entry = prepare_bundle(bundle, extractor).entries[obs]
+    assert entry is not None and entry.index is not None
+    assert any(rid and rid.startswith(PLACEHOLDER) for _i, _t, rid, _u in entry.index.reference)
+    mapping = resolved(bundle)
+    rows = fixed_index(entry, mapping)
+    assert rows is not None and not any(rid and rid.startswith(PLACEHOLDER) for _i, _t, rid, _u in rows.reference)
+    assert fixed_index(entry, {}) is None  # a placeholder the transaction did not resolve: not usable
+
+
+def test_entries_that_depend_on_the_transaction_are_not_prepared(extractor):
+    patient = {"resourceType": "Patient", "name": [{"family": "Doe"}]}
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:" + str(uuid.uuid4()), "resource": patient, "request": {"method": "POST", "url": "Patient"}},
+        {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                      "subject": {"reference": "Patient?identifier=a|1"}},
+         "request": {"method": "POST", "url": "Observation"}},
+        {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                      "subject": {"reference": "urn:uuid:" + str(uuid.uuid4())}},  # not in this Bundle
+         "request": {"method": "POST", "url": "Observation"}},
+        {"request": {"method": "DELETE", "url": "Patient/1"}},
+    ]}
+    entries = prepare_bundle(bundle, extractor).entries
+    assert entries[0] is not None and entries[1:] == [None, None, None]
+
+
+class Terminology:
+    def __init__(self, verdict: bool | None) -> None:
+        self.verdict = verdict
+
+    def in_value_set(self, url: str, system: str, code: str) -> bool | None:
+        return self.verdict
+
+
+def test_validation_is_trusted_only_when_the_servers_terminology_agrees(extractor):
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}
+    bundle = {"resourceType": "Bundle", "type": "transaction",
+              "entry": [{"resource": obs, "request": {"method": "POST", "url": "Observation"}}]}
+    entry = prepare_bundle(bundle, extractor).entries[0]
+    assert entry is not None and entry.validated and entry.lookups  # Observation.status is a required binding
+    assert trusted_validation(entry, None)
+    assert trusted_validation(entry, Terminology(None))  # the terminology does not know: the shipped codes decide
+    assert not trusted_validation(entry, Terminology(False))  # it disagrees: the transaction validates itself
+    assert not trusted_validation(PreparedEntry(False, None), None)
+    bad = {**obs, "status": "finished"}
+    entry = prepare_bundle({**bundle, "entry": [{"resource": bad, "request": bundle["entry"][0]["request"]}]},
+                           extractor).entries[0]
+    assert entry is not None and not entry.validated
+
+
+def test_a_transaction_ignores_work_prepared_with_other_search_parameters(tmp_path):
+    from digitalfront.app import build_services
+    from digitalfront.config import Settings
+    from fhir_server.model import SYSTEM_CONTEXT, FhirRequest
+
+    services = build_services(Settings(database_url=f"sqlite:///{tmp_path}/p.db", auth=False))
+    bundle = hl7_bundles()[0]
+    stale = prepare_bundle(bundle, Extractor(SearchParamRegistry()))
+    for e in stale.entries:  # rows that would be wrong if they were used
+        if e is not None and e.index is not None:
+            e.index.token.clear()
+    stale.registry_version = services.router.registry.version + 1
+    resp = services.router.handle(FhirRequest("POST", "", resource=bundle, context=SYSTEM_CONTEXT, prepared=stale))
+    assert resp.status == 200, resp.resource
+    patient = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+    ident = patient["identifier"][0]
+    found = services.client.search("Patient", [("identifier", f"{ident.get('system', '')}|{ident['value']}")])
+    assert len(found) == 1
