@@ -152,7 +152,6 @@ def test_search_filters(store, writer):
 
 
 def test_writer_thread_leaves_when_idle_and_a_new_one_takes_over(store, writer, monkeypatch):
-    import time
 
     import interfaces.pipeline as pipeline_module
 
