@@ -230,17 +230,21 @@ def _transaction(router: FhirRouter, req: FhirRequest, repo: FhirRepository, ent
                                       context=sub.context)
                 elif sub.method == "PUT" and sub.resource is not None and sub.path.count("/") == 1:
                     target = (sub.path.split("/")[0], sub.path.split("/")[1])
+                offered = None
                 if prepared is not None:
                     entry = prepared.entries[i]
                     sub.prevalidated = trusted_validation(entry, router.terminology)
                     if offer is not None and target is not None:
+                        offered = target
                         offer(*target, fixed_index(entry, mapping))
-                if i in assigned and sub.method == "POST":
-                    resp = router.create_with_id(sub, uow, assigned[i])
-                else:
-                    resp = router.dispatch(sub, uow)
-                if offer is not None and target is not None:
-                    offer(*target, None)
+                try:
+                    if i in assigned and sub.method == "POST":
+                        resp = router.create_with_id(sub, uow, assigned[i])
+                    else:
+                        resp = router.dispatch(sub, uow)
+                finally:  # rows offered for a write that did not happen must not serve a later one
+                    if offer is not None and offered is not None:
+                        offer(*offered, None)
                 if resp.status >= 400:
                     raise OperationOutcomeError(resp.status, [Issue("error", "processing",
                                                                     f"Entry {i} failed with {resp.status}")])

@@ -208,6 +208,7 @@ class SqlFhirRepository(JobStore):
             self._flush()
         except BaseException:
             self._pending = _Pending()
+            self._offered.clear()
             del self._events[n_events:]
             self._sqlite_next = pk_state  # type: ignore[attr-defined]
             nested.rollback()

@@ -143,3 +143,31 @@ def test_a_transaction_ignores_work_prepared_with_other_search_parameters(tmp_pa
     ident = patient["identifier"][0]
     found = services.client.search("Patient", [("identifier", f"{ident.get('system', '')}|{ident['value']}")])
     assert len(found) == 1
+
+
+def test_rows_offered_for_a_write_that_failed_never_index_a_later_one(tmp_path):
+    from digitalfront.app import build_services
+    from digitalfront.config import Settings
+    from fhir_server.model import SYSTEM_CONTEXT, FhirRequest
+
+    services = build_services(Settings(database_url=f"sqlite:///{tmp_path}/o.db", auth=False))
+
+    def bundle(family: str, birth: str) -> dict[str, Any]:
+        patient = {"resourceType": "Patient", "id": "px", "name": [{"family": family}], "birthDate": birth}
+        return {"resourceType": "Bundle", "type": "transaction",
+                "entry": [{"resource": patient, "request": {"method": "PUT", "url": "Patient/px"}}]}
+
+    bad = bundle("Wrong", "1980-13-45")  # the core refuses it (no such month)
+    prepared = prepare_bundle(bad, services.repo.extractor)
+    with services.repo.unit_of_work() as uow:  # one transaction, one savepoint per step (HL7v2 group commit)
+        with pytest.raises(Exception), uow.savepoint():
+            resp = services.router.dispatch(FhirRequest("POST", "", resource=bad, context=SYSTEM_CONTEXT,
+                                                        prepared=prepared), uow)
+            assert resp.status >= 400
+            raise RuntimeError("step failed")
+        with uow.savepoint():
+            resp = services.router.dispatch(FhirRequest("POST", "", resource=bundle("Right", "1980-01-01"),
+                                                        context=SYSTEM_CONTEXT), uow)
+            assert resp.status == 200
+    assert len(services.client.search("Patient", [("family", "Right")])) == 1
+    assert services.client.search("Patient", [("family", "Wrong")]) == []
