@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     create_engine,
     event,
     func,
@@ -168,6 +169,24 @@ def durable_sqlite_engine(url: str) -> Engine:
     return engine
 
 
+# The statements of every message, built once (building them per call cost more than running them).
+_INSERT = messages.insert()
+_FIND_ORIGINAL = (
+    select(messages)
+    .where(messages.c.sending_application == bindparam("app"), messages.c.sending_facility == bindparam("fac"),
+           messages.c.control_id == bindparam("cid"), messages.c.status != "duplicate")
+    .order_by(messages.c.id)
+    .limit(1)
+)
+_FINISH = (
+    update(messages)
+    .where(messages.c.id == bindparam("msg_id"))
+    .values(status=bindparam("status"), ack_code=bindparam("ack_code"), ack=bindparam("ack"),
+            processed_at=bindparam("processed_at"), outcome=bindparam("outcome"), resources=bindparam("resources"),
+            attempts=messages.c.attempts + 1)
+)
+
+
 class MessageStore:
     def __init__(self, engine: Engine, write_engine: Engine | None = None) -> None:
         """``write_engine``: where write transactions go, when the FHIR repository has its own for the same
@@ -209,22 +228,21 @@ class MessageStore:
             "duplicate_of": duplicate_of,
             "attempts": 0,
         }
-        if header is not None:
-            values.update(
-                sending_application=header.sending_application[:200],
-                sending_facility=header.sending_facility[:200],
-                receiving_application=header.receiving_application[:200],
-                receiving_facility=header.receiving_facility[:200],
-                control_id=header.control_id[:200],
-                message_type=header.message_type[:40],
-                structure=header.structure[:20],
-                version=header.version[:10],
-                message_datetime=header.message_datetime[:40],
-            )
-        if status != "received":
-            values["processed_at"] = values["received_at"]
-        with self._writing(conn) as c:
-            res = c.execute(messages.insert().values(**values))
+        h = header
+        values.update(
+            sending_application=h.sending_application[:200] if h else "",
+            sending_facility=h.sending_facility[:200] if h else "",
+            receiving_application=h.receiving_application[:200] if h else "",
+            receiving_facility=h.receiving_facility[:200] if h else "",
+            control_id=h.control_id[:200] if h else "",
+            message_type=h.message_type[:40] if h else "",
+            structure=h.structure[:20] if h else "",
+            version=h.version[:10] if h else "",
+            message_datetime=h.message_datetime[:40] if h else "",
+            processed_at=values["received_at"] if status != "received" else None,
+        )
+        with self._writing(conn) as c:  # one statement object for every message: compiled once
+            res = c.execute(_INSERT, values)
             return int(res.inserted_primary_key[0])  # type: ignore[index]
 
     @contextmanager
@@ -242,22 +260,12 @@ class MessageStore:
         """The first non-duplicate copy of a (MSH-3, MSH-4, MSH-10) key, if any."""
         if not control_id:
             return None
-        q = (
-            select(messages)
-            .where(
-                messages.c.sending_application == sending_application[:200],
-                messages.c.sending_facility == sending_facility[:200],
-                messages.c.control_id == control_id[:200],
-                messages.c.status != "duplicate",
-            )
-            .order_by(messages.c.id)
-            .limit(1)
-        )
+        key = {"app": sending_application[:200], "fac": sending_facility[:200], "cid": control_id[:200]}
         if conn is not None:
-            r = conn.execute(q).first()
+            r = conn.execute(_FIND_ORIGINAL, key).first()
         else:
             with self.engine.connect() as own:
-                r = own.execute(q).first()
+                r = own.execute(_FIND_ORIGINAL, key).first()
         return _row(r) if r is not None else None
 
     def finish(
@@ -272,19 +280,15 @@ class MessageStore:
         conn: Connection | None = None,
     ) -> None:
         with self._writing(conn) as c:
-            c.execute(
-                update(messages)
-                .where(messages.c.id == msg_id)
-                .values(
-                    status=status,
-                    ack_code=ack_code,
-                    ack=ack,
-                    processed_at=datetime.now(UTC),
-                    outcome=json.dumps(outcome) if outcome is not None else None,
-                    resources=json.dumps(resources) if resources is not None else None,
-                    attempts=messages.c.attempts + 1,
-                )
-            )
+            c.execute(_FINISH, {
+                "msg_id": msg_id,
+                "status": status,
+                "ack_code": ack_code,
+                "ack": ack,
+                "processed_at": datetime.now(UTC),
+                "outcome": json.dumps(outcome) if outcome is not None else None,
+                "resources": json.dumps(resources) if resources is not None else None,
+            })
 
     def get(self, msg_id: int) -> StoredMessage | None:
         with self.engine.connect() as conn:

@@ -110,21 +110,29 @@ def _batch(router: FhirRouter, req: FhirRequest, repo: FhirRepository, entries: 
 
 
 def _walk_replace(node: Any, mapping: dict[str, str]) -> Any:
+    """``node`` with its references resolved: changed objects are copied, unchanged ones shared, the input kept."""
     if isinstance(node, dict):
-        out = {}
+        out: dict[str, Any] | None = None
         for k, v in node.items():
-            if k == "reference" and isinstance(v, str) and v in mapping:
-                out[k] = mapping[v]
+            if k == "reference" and isinstance(v, str):
+                new = mapping.get(v, v)
             elif k == "div" and isinstance(v, str) and ("urn:uuid:" in v or "urn:oid:" in v):
-                for old, new in mapping.items():
+                new = v
+                for old, value in mapping.items():
                     if old.startswith("urn:"):
-                        v = v.replace(f'"{old}"', f'"{new}"')
-                out[k] = v
+                        new = new.replace(f'"{old}"', f'"{value}"')
+            elif isinstance(v, dict | list):
+                new = _walk_replace(v, mapping)
             else:
-                out[k] = _walk_replace(v, mapping)
-        return out
+                continue
+            if new is not v:
+                if out is None:
+                    out = dict(node)
+                out[k] = new
+        return node if out is None else out
     if isinstance(node, list):
-        return [_walk_replace(v, mapping) for v in node]
+        items = [_walk_replace(v, mapping) for v in node]
+        return node if all(a is b for a, b in zip(items, node, strict=True)) else items
     return node
 
 
@@ -205,6 +213,8 @@ def _transaction(router: FhirRouter, req: FhirRequest, repo: FhirRepository, ent
                     parts = url.split("/")
                     if i in matched:
                         keys.append((matched[i].resource_type, matched[i].id))
+                    elif i in assigned and r["method"].upper() == "PUT":  # a new id: the read finds nothing
+                        keys.append((entries[i]["resource"]["resourceType"], assigned[i]))
                     elif r["method"].upper() in ("PUT", "DELETE") and len(parts) == 2 and i not in assigned:
                         keys.append((parts[0], parts[1]))
                 prefetch(keys)
