@@ -8,6 +8,7 @@ Figures are medians over ``--runs`` runs.
 
     .venv/bin/python bench/hl7_bench.py [--quick] [--messages 600] [--connections 8] [--runs 3] [--postgres URL]
     .venv/bin/python bench/hl7_bench.py --profile     # in-process cProfile: where a message's time goes
+    .venv/bin/python bench/hl7_bench.py --writer      # in-process: the writer thread's time, without/with workers
 """
 
 from __future__ import annotations
@@ -205,6 +206,41 @@ def profile(db_url: str, label: str, n: int = 320, group: int = 16) -> None:
     services.engine.dispose()
 
 
+def writer_time(workers: int, n: int = 640) -> None:
+    """In-process: submit ``n`` messages at once and time the writer thread (wall and its own CPU)."""
+    from digitalfront.app import build_services
+    from digitalfront.config import Settings
+    from interfaces.service import pipeline_for
+
+    with tempfile.TemporaryDirectory() as tmp:
+        services = build_services(Settings(database_url=f"sqlite:///{tmp}/w.db", auth=False, hl7_workers=workers))
+        pipeline = pipeline_for(services)
+        if pipeline.prepare_pool is not None:
+            pipeline.prepare_pool.start()
+        for m in make_messages(20, seed=1):
+            pipeline.ingest(m, "warmup")
+        spent = {"wall": 0.0, "cpu": 0.0, "n": 0}
+        apply = pipeline._apply
+
+        def timed(group: list) -> None:
+            t, c = time.perf_counter(), time.thread_time()
+            apply(group)
+            spent["wall"] += time.perf_counter() - t
+            spent["cpu"] += time.thread_time() - c
+            spent["n"] += len(group)
+
+        pipeline._apply = timed  # type: ignore[method-assign]
+        t0 = time.perf_counter()
+        for f in pipeline.submit([(m, "bench", None) for m in make_messages(n, seed=3)]):
+            f.result()
+        wall = (time.perf_counter() - t0) / n * 1000
+        print(f"workers={workers}: {wall:.1f} ms per message; writer applying {spent['wall'] / spent['n'] * 1000:.1f} "
+              f"ms (its CPU {spent['cpu'] / spent['n'] * 1000:.1f} ms); prepared by workers "
+              f"{pipeline.stats.prepared}/{pipeline.stats.applied}")
+        pipeline.close()
+        services.engine.dispose()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -214,7 +250,12 @@ def main() -> int:
     ap.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     ap.add_argument("--skip-single", action="store_true", help="skip the one-message-per-transaction rows")
     ap.add_argument("--profile", action="store_true", help="in-process cProfile breakdown instead of MLLP runs")
+    ap.add_argument("--writer", action="store_true", help="in-process writer-thread time, without and with workers")
     args = ap.parse_args()
+    if args.writer:
+        for workers in (0, 2, 0, 2):
+            writer_time(workers)
+        return 0
     if args.profile:
         with tempfile.TemporaryDirectory() as tmp:
             profile(f"sqlite:///{tmp}/bench.db", "SQLite")
