@@ -2,14 +2,16 @@
 
 The raw message is committed to the message store before anything else, and
 the application ACK is built only after the FHIR transaction committed, so an
-AA always means "stored and applied".  Processing is serialized by one lock:
-messages are applied in arrival order, which keeps per-patient order (an A08
-never overtakes the A01 before it) and makes the dedup check race-free.
+AA always means "stored and applied".  One writer thread per pipeline does every
+database write, in arrival order, which keeps per-patient order (an A08 never
+overtakes the A01 before it) and makes the dedup check race-free.
 
-Group commit (``ingest_batch``): the messages waiting at one moment are stored
-raw in one commit, then applied in ONE database transaction, each inside its
-own savepoint, together with their store outcome rows; the ACKs go out after
-that single commit.  Two commits per group instead of three per message.
+Group commit (``submit``; ``ingest_batch`` waits for it): the messages that
+arrived since the writer's last turn are stored raw in one commit, then the
+longest run of stored messages whose mapping is ready is applied in ONE database
+transaction, each inside its own savepoint, together with their store outcome
+rows; their ACKs go out after that single commit.  Worker processes
+(``interfaces/prepare.py``) map, validate and index the next messages meanwhile.
 """
 
 from __future__ import annotations
