@@ -84,6 +84,11 @@ def _index_target(kind: str) -> str:
 
 _READ_RAW = text("SELECT body, version, last_updated, deleted FROM fhir_resource WHERE res_type = :t AND fhir_id = :i")
 
+_CURRENT_COLUMNS = "pk, res_type, fhir_id, version, last_updated, deleted, body"
+_PREFETCH_SQLITE = (f"SELECT {_CURRENT_COLUMNS} FROM fhir_resource WHERE res_type = ? "
+                    "AND fhir_id IN (SELECT value FROM json_each(?))")
+_PREFETCH_PG = f"SELECT {_CURRENT_COLUMNS} FROM fhir_resource WHERE res_type = %s AND fhir_id = ANY(%s)"
+
 COPY_MIN_ROWS = 16  # below this, executemany's one round trip is as cheap as starting a COPY
 
 # SQLite full text (_text, _content): the FTS5 table indexes idx_text's rows (external content) and is written
@@ -264,15 +269,16 @@ class SqlFhirRepository(JobStore):
         (a transaction of N updates then costs one SELECT instead of N)."""
         if self._conn is None or not keys:
             return
-        r = T.resource
         by_type: dict[str, list[str]] = {}
         for rt, id in keys:
             by_type.setdefault(rt, []).append(id)
+        # driver SQL with the ids as one parameter: an expanding IN is compiled anew for every list length
+        sql, ids_param = ((_PREFETCH_SQLITE, lambda ids: orjson.dumps(ids).decode()) if self.sqlite
+                          else (_PREFETCH_PG, list))
         for rt, ids in by_type.items():
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]
-                found = {row.fhir_id: row for row in self._conn.execute(
-                    select(r).where(r.c.res_type == rt, r.c.fhir_id.in_(chunk))).all()}
+                found = {row.fhir_id: row for row in self._conn.exec_driver_sql(sql, (rt, ids_param(chunk))).all()}
                 for id in chunk:
                     self._prefetched[(rt, id)] = found.get(id)
 

@@ -16,7 +16,6 @@ from sqlalchemy import (
     Connection,
     Select,
     and_,
-    bindparam,
     exists,
     false,
     func,
@@ -53,9 +52,9 @@ if TYPE_CHECKING:
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 FAST_LOOKUP_MAX = 500  # identifier-style lookups matching more keys than this take the general path
-_FAST_ROWS = text("SELECT pk, res_type, fhir_id, version, last_updated, deleted, body FROM fhir_resource "
-                  "WHERE pk IN :pks AND res_type = :rt AND deleted = :f").bindparams(
-    bindparam("pks", expanding=True))
+_FAST_COLUMNS = "SELECT pk, res_type, fhir_id, version, last_updated, deleted, body FROM fhir_resource "
+_FAST_ROWS_SQLITE = _FAST_COLUMNS + "WHERE pk IN (SELECT value FROM json_each(?)) AND res_type = ? AND deleted = ?"
+_FAST_ROWS_PG = _FAST_COLUMNS + "WHERE pk = ANY(%s) AND res_type = %s AND deleted = %s"
 TOTAL_BOUND = 1000  # default _total: exact up to this many, omitted above (keeps page one fast)
 
 
@@ -243,26 +242,31 @@ class SqlSearch:
         if (q.sort or q.includes or q.cursor or q.offset or q.summary_count or q.total not in ("none", "default")
                 or not q.resource_types or len(q.resource_types) != 1 or not q.criteria or q.count > 50):
             return None
-        lookups: list[tuple[str, dict[str, Any]]] = []
-        for i, c in enumerate(q.criteria):
+        # driver SQL (the DBAPI's own statement cache; no SQLAlchemy compile per lookup)
+        sqlite = self.conn.dialect.name == "sqlite"
+        mark = "?" if sqlite else "%s"
+        lookups: list[tuple[str, list[Any]]] = []
+        for c in q.criteria:
             if c.kind != "param" or c.param is None or c.param.type != "token" or c.modifier:
                 return None
-            ors, params = [], {"n": FAST_LOOKUP_MAX + 1}
+            ors: list[str] = []
+            params: list[Any] = []
             sid = str(identity(c.resource_type, c.param.code))
-            for j, raw in enumerate(c.values):
+            for raw in c.values:
                 parts = escape_split(raw, "|")
                 if len(parts) == 2 and parts[1]:  # ix_token_code: the code's hash, then system|code's
-                    params[f"h{i}_{j}"], params[f"s{i}_{j}"] = h64(sid, parts[1]), h64(sid, parts[0], parts[1])
-                    ors.append(f"(hash_value = :h{i}_{j} AND hash_sys_value = :s{i}_{j})")
+                    params += [h64(sid, parts[1]), h64(sid, parts[0], parts[1])]
+                    ors.append(f"(hash_value = {mark} AND hash_sys_value = {mark})")
                 elif len(parts) == 1:
-                    params[f"h{i}_{j}"] = h64(sid, parts[0])
-                    ors.append(f"hash_value = :h{i}_{j}")
+                    params.append(h64(sid, parts[0]))
+                    ors.append(f"hash_value = {mark}")
                 else:
                     return None
-            lookups.append((f"SELECT res_pk FROM idx_token WHERE {' OR '.join(ors)} LIMIT :n", params))
+            lookups.append((f"SELECT res_pk FROM idx_token WHERE {' OR '.join(ors)} LIMIT {FAST_LOOKUP_MAX + 1}",
+                            params))
         keys: set[int] | None = None
         for sql, params in lookups:
-            found = self.conn.execute(text(sql), params).scalars().all()
+            found = [row[0] for row in self.conn.exec_driver_sql(sql, tuple(params)).all()]
             if len(found) > FAST_LOOKUP_MAX:
                 return None  # a common value: the general path drives by the most selective criterion
             keys = set(found) if keys is None else keys & set(found)
@@ -270,8 +274,10 @@ class SqlSearch:
                 break
         rows: list[Any] = []
         if keys:
-            rows = sorted(self.conn.execute(_FAST_ROWS, {"rt": q.resource_types[0], "f": False,
-                                                         "pks": list(keys)}).all(), key=lambda row: row.pk)
+            pks = json.dumps(sorted(keys)) if sqlite else sorted(keys)
+            rows = sorted(self.conn.exec_driver_sql(_FAST_ROWS_SQLITE if sqlite else _FAST_ROWS_PG,
+                                                    (pks, q.resource_types[0], False)).all(),
+                          key=lambda row: row.pk)
         if len(rows) > q.count:
             return None  # paging needed: let the general path build the cursor and total
         matches = [self.repo._row_to_stored(row) for row in rows]
