@@ -154,3 +154,13 @@ def _sqlite_stats_stale(conn: Any) -> bool:
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+def any_of(sqlite: bool) -> str:
+    """Driver SQL for "column is one of a list given as ONE parameter" (see ``list_param``): the statement text
+    stays the same for every list length, so neither SQLAlchemy nor the driver compiles it again."""
+    return "IN (SELECT value FROM json_each(?))" if sqlite else "= ANY(%s)"
+
+
+def list_param(sqlite: bool, values: list[Any]) -> Any:
+    return orjson.dumps(values).decode() if sqlite else values

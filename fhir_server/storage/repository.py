@@ -28,7 +28,7 @@ from fhir_server.search.extract import Extractor, IndexRows
 from fhir_server.search.query import SearchQuery, SearchResult
 from fhir_server.search.registry import SearchParamRegistry, default_registry
 from fhir_server.storage import tables as T
-from fhir_server.storage.engine import is_sqlite, writer
+from fhir_server.storage.engine import any_of, is_sqlite, list_param, writer
 from fhir_server.timeutil import from_us, instant, to_us
 
 log = logging.getLogger(__name__)
@@ -84,10 +84,9 @@ def _index_target(kind: str) -> str:
 
 _READ_RAW = text("SELECT body, version, last_updated, deleted FROM fhir_resource WHERE res_type = :t AND fhir_id = :i")
 
-_CURRENT_COLUMNS = "pk, res_type, fhir_id, version, last_updated, deleted, body"
-_PREFETCH_SQLITE = (f"SELECT {_CURRENT_COLUMNS} FROM fhir_resource WHERE res_type = ? "
-                    "AND fhir_id IN (SELECT value FROM json_each(?))")
-_PREFETCH_PG = f"SELECT {_CURRENT_COLUMNS} FROM fhir_resource WHERE res_type = %s AND fhir_id = ANY(%s)"
+_PREFETCH = {sqlite: "SELECT pk, res_type, fhir_id, version, last_updated, deleted, body FROM fhir_resource "
+                     f"WHERE res_type = {'?' if sqlite else '%s'} AND fhir_id {any_of(sqlite)}"
+             for sqlite in (True, False)}  # the current rows of a transaction's updates, by dialect
 
 COPY_MIN_ROWS = 16  # below this, executemany's one round trip is as cheap as starting a COPY
 
@@ -272,13 +271,11 @@ class SqlFhirRepository(JobStore):
         by_type: dict[str, list[str]] = {}
         for rt, id in keys:
             by_type.setdefault(rt, []).append(id)
-        # driver SQL with the ids as one parameter: an expanding IN is compiled anew for every list length
-        sql, ids_param = ((_PREFETCH_SQLITE, lambda ids: orjson.dumps(ids).decode()) if self.sqlite
-                          else (_PREFETCH_PG, list))
         for rt, ids in by_type.items():
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]
-                found = {row.fhir_id: row for row in self._conn.exec_driver_sql(sql, (rt, ids_param(chunk))).all()}
+                found = {row.fhir_id: row for row in self._conn.exec_driver_sql(
+                    _PREFETCH[self.sqlite], (rt, list_param(self.sqlite, chunk))).all()}
                 for id in chunk:
                     self._prefetched[(rt, id)] = found.get(id)
 

@@ -43,6 +43,7 @@ from fhir_server.search.values import (
     ucum_canonical,
 )
 from fhir_server.storage import tables as T
+from fhir_server.storage.engine import any_of, list_param
 from fhir_server.storage.search_includes import includes
 from fhir_server.storage.search_paging import Cond, encode_cursor, keyset, sort_expr
 from fhir_server.timeutil import now_us
@@ -52,9 +53,9 @@ if TYPE_CHECKING:
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 FAST_LOOKUP_MAX = 500  # identifier-style lookups matching more keys than this take the general path
-_FAST_COLUMNS = "SELECT pk, res_type, fhir_id, version, last_updated, deleted, body FROM fhir_resource "
-_FAST_ROWS_SQLITE = _FAST_COLUMNS + "WHERE pk IN (SELECT value FROM json_each(?)) AND res_type = ? AND deleted = ?"
-_FAST_ROWS_PG = _FAST_COLUMNS + "WHERE pk = ANY(%s) AND res_type = %s AND deleted = %s"
+_FAST_ROWS = {sqlite: "SELECT pk, res_type, fhir_id, version, last_updated, deleted, body FROM fhir_resource "
+                      f"WHERE pk {any_of(sqlite)} AND res_type = {'?' if sqlite else '%s'} "
+                      f"AND deleted = {'?' if sqlite else '%s'}" for sqlite in (True, False)}
 TOTAL_BOUND = 1000  # default _total: exact up to this many, omitted above (keeps page one fast)
 
 
@@ -274,9 +275,8 @@ class SqlSearch:
                 break
         rows: list[Any] = []
         if keys:
-            pks = json.dumps(sorted(keys)) if sqlite else sorted(keys)
-            rows = sorted(self.conn.exec_driver_sql(_FAST_ROWS_SQLITE if sqlite else _FAST_ROWS_PG,
-                                                    (pks, q.resource_types[0], False)).all(),
+            rows = sorted(self.conn.exec_driver_sql(_FAST_ROWS[sqlite], (list_param(sqlite, sorted(keys)),
+                                                                         q.resource_types[0], False)).all(),
                           key=lambda row: row.pk)
         if len(rows) > q.count:
             return None  # paging needed: let the general path build the cursor and total
