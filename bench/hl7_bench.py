@@ -165,7 +165,7 @@ PROFILE_PARTS = [
     ("core: validation", "fhir_server/router.py", "validate_write"),
     ("core: index extraction", "fhir_server/search/extract.py", "extract"),
     ("core: flush buffered rows (executemany)", "fhir_server/storage/repository.py", "_flush"),
-    ("core: reference rewrite (_walk_replace)", "fhir_server/interactions/bundle.py", "_walk_replace"),
+    ("core: reference rewrite", "fhir_server/interactions/prepared.py", "replace_references"),
 ]
 
 

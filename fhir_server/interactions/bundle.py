@@ -17,7 +17,7 @@ from fhir_server import authz
 from fhir_server.errors import Issue, OperationOutcomeError, bad_request, operation_outcome
 from fhir_server.ids import new_id as make_id
 from fhir_server.interactions.common import match_conditional, multiple_matches
-from fhir_server.interactions.prepared import PreparedBundle, fixed_index, trusted_validation
+from fhir_server.interactions.prepared import PreparedBundle, fixed_index, replace_references, trusted_validation
 from fhir_server.model import FhirRequest, FhirResponse, Headers, JsonDict
 from fhir_server.repository import FhirRepository, StoredResource
 
@@ -109,33 +109,6 @@ def _batch(router: FhirRouter, req: FhirRequest, repo: FhirRepository, entries: 
     return {"resourceType": "Bundle", "type": "batch-response", "entry": out}
 
 
-def _walk_replace(node: Any, mapping: dict[str, str]) -> Any:
-    """``node`` with its references resolved: changed objects are copied, unchanged ones shared, the input kept."""
-    if isinstance(node, dict):
-        out: dict[str, Any] | None = None
-        for k, v in node.items():
-            if k == "reference" and isinstance(v, str):
-                new = mapping.get(v, v)
-            elif k == "div" and isinstance(v, str) and ("urn:uuid:" in v or "urn:oid:" in v):
-                new = v
-                for old, value in mapping.items():
-                    if old.startswith("urn:"):
-                        new = new.replace(f'"{old}"', f'"{value}"')
-            elif isinstance(v, dict | list):
-                new = _walk_replace(v, mapping)
-            else:
-                continue
-            if new is not v:
-                if out is None:
-                    out = dict(node)
-                out[k] = new
-        return node if out is None else out
-    if isinstance(node, list):
-        items = [_walk_replace(v, mapping) for v in node]
-        return node if all(a is b for a, b in zip(items, node, strict=True)) else items
-    return node
-
-
 def _conditional_refs(node: Any, found: set[str]) -> None:
     if isinstance(node, dict):
         for k, v in node.items():
@@ -221,7 +194,7 @@ def _transaction(router: FhirRouter, req: FhirRequest, repo: FhirRepository, ent
             prepared = _usable(router, req.prepared, entries)
             offer = getattr(uow, "offer_index", None) if prepared is not None else None
             for i in order:
-                e = _walk_replace(entries[i], mapping) if mapping else entries[i]
+                e = replace_references(entries[i], mapping) if mapping else entries[i]
                 sub = _entry_request(req, e)
                 target = None
                 if i in assigned:

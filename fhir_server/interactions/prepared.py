@@ -14,7 +14,7 @@ The transaction trusts a prepared entry only when its assumptions still hold (``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fhir_server.definitions import get_model
@@ -70,12 +70,34 @@ def _references(node: Any, out: list[str]) -> bool:
     return True
 
 
-def _stand_in(node: Any, mapping: dict[str, str]) -> Any:
+def replace_references(node: Any, mapping: dict[str, str]) -> Any:
+    """``node`` with every ``reference`` in ``mapping`` (and quoted ``urn:`` links in narrative) replaced.
+
+    Changed objects are copied, unchanged ones shared; the input is never modified. The transaction resolves
+    its placeholders with it, and ``prepare_bundle`` puts the stand-ins in with it.
+    """
     if isinstance(node, dict):
-        return {k: (mapping.get(v, v) if k == "reference" and isinstance(v, str) else _stand_in(v, mapping))
-                for k, v in node.items()}
+        out: dict[str, Any] | None = None
+        for k, v in node.items():
+            if k == "reference" and isinstance(v, str):
+                new = mapping.get(v, v)
+            elif k == "div" and isinstance(v, str) and ("urn:uuid:" in v or "urn:oid:" in v):
+                new = v
+                for old, value in mapping.items():
+                    if old.startswith("urn:"):
+                        new = new.replace(f'"{old}"', f'"{value}"')
+            elif isinstance(v, dict | list):
+                new = replace_references(v, mapping)
+            else:
+                continue
+            if new is not v:
+                if out is None:
+                    out = dict(node)
+                out[k] = new
+        return node if out is None else out
     if isinstance(node, list):
-        return [_stand_in(v, mapping) for v in node]
+        items = [replace_references(v, mapping) for v in node]
+        return node if all(a is b for a, b in zip(items, node, strict=True)) else items
     return node
 
 
@@ -97,7 +119,7 @@ def prepare_bundle(bundle: dict[str, Any], extractor: Extractor, *, validate: bo
                 or any(r.startswith("urn:") and r not in stand_ins or "?" in r for r in refs):
             out.entries.append(None)
             continue
-        view = _stand_in(res, stand_ins)
+        view = replace_references(res, stand_ins)  # no narrative mentions a urn: (checked above)
         validated: bool = False
         lookups: tuple[Lookup, ...] = ()
         if validate:
@@ -138,5 +160,4 @@ def fixed_index(entry: PreparedEntry | None, mapping: dict[str, str]) -> IndexRo
                 return None
             rtype, rid = target.split("/", 1)
         fixed.append((ident, rtype, rid, url))
-    return IndexRows(rows.string, rows.token, fixed, rows.date, rows.number, rows.quantity, rows.uri,
-                     rows.composite, rows.text, rows.content)
+    return replace(rows, reference=fixed)

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from fhir_server.interactions.bundle import _walk_replace
 from fhir_server.interactions.prepared import (
     PLACEHOLDER,
     PreparedEntry,
     fixed_index,
     prepare_bundle,
+    replace_references,
     trusted_validation,
 )
 from fhir_server.search.extract import Extractor
@@ -62,7 +62,7 @@ def test_prepared_rows_and_validation_equal_the_transactions_own(source, extract
         for e, entry in zip(bundle["entry"], prepared.entries, strict=True):
             if entry is None:
                 continue
-            final = _walk_replace(e["resource"], mapping)
+            final = replace_references(e["resource"], mapping)
             final["id"] = mapping.get(e.get("fullUrl", ""), "x/" + str(uuid.uuid4())).split("/", 1)[1]
             assert fixed_index(entry, mapping) == extractor.extract(final), final["resourceType"]
             mode = "create" if e["request"]["method"] == "POST" else "update"
