@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import Future
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -95,12 +96,18 @@ def baseline_handler(raw: bytes, source: str, on_commit: object = None) -> Inges
     return IngestResult(0, "processed", "AA", [build_ack(h, "AA")])
 
 
-def baseline_batch(items: list) -> list[IngestResult]:
-    return [baseline_handler(raw, source) for raw, source, _ in items]
+def baseline_submit(items: list) -> list[Future[IngestResult]]:
+    """The pipeline's submit interface, answered at once (the listener path of the real runs)."""
+    out = []
+    for raw, source, _ in items:
+        fut: Future[IngestResult] = Future()
+        fut.set_result(baseline_handler(raw, source))
+        out.append(fut)
+    return out
 
 
 def run_baseline(messages: list[bytes], connections: int) -> dict:
-    handle = ListenerHandle(MllpServer(baseline_handler, host="127.0.0.1", port=0, batch_handler=baseline_batch))
+    handle = ListenerHandle(MllpServer(baseline_handler, host="127.0.0.1", port=0, submit_handler=baseline_submit))
     try:
         return drive(handle.port, messages, connections)
     finally:

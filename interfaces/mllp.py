@@ -1,13 +1,14 @@
-"""The MLLP listener: asyncio sockets, a single processing worker, ACK after commit.
+"""The MLLP listener: asyncio sockets, a single database writer, ACK after commit.
 
 asyncio handles many idle sender connections cheaply and never blocks on a
-slow peer; the database work runs in a worker thread so a commit never stalls
+slow peer; the database work runs in another thread so a commit never stalls
 the event loop (figures in bench/RESULTS.md).  Per connection, frames are
 handled strictly in order, as MLLP senders expect.
 
-Group commit: frames that arrive (on any connection) while the worker is busy
-are queued and handed to the pipeline together at the next turn, so they share
-one database commit; a lone message on a quiet feed is processed at once.
+Group commit: each frame is submitted to the pipeline's writer thread
+(``submit_handler``); frames that arrive (on any connection) while the writer is
+busy are applied together at its next turn, so they share one database commit;
+a lone message on a quiet feed is processed at once.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 2575
 OnCommit = Callable[[bytes], None]
 Handler = Callable[[bytes, str, OnCommit | None], IngestResult]
-BatchHandler = Callable[[list[tuple[bytes, str, OnCommit | None]]], list[IngestResult]]
 SubmitHandler = Callable[[list[tuple[bytes, str, OnCommit | None]]], list[Future[IngestResult]]]
 
 
@@ -57,14 +57,11 @@ class MllpServer:
         idle_timeout: float = 300.0,
         ssl_context: ssl.SSLContext | None = None,
         workers: int = 1,
-        batch_handler: BatchHandler | None = None,
         submit_handler: SubmitHandler | None = None,
     ) -> None:
-        self.handler = handler
-        self.batch_handler = batch_handler
-        self.submit_handler = submit_handler  # queues a message with the pipeline's writer thread
-        self._queue: list[tuple[tuple[bytes, str, OnCommit | None], asyncio.Future[IngestResult]]] = []
-        self._drain_task: asyncio.Task[None] | None = None
+        self.handler = handler  # one message at a time, in the executor
+        self.submit_handler = submit_handler  # or: queue it with the pipeline's writer thread (group commit)
+        self._submitted: set[asyncio.Future[IngestResult]] = set()  # messages queued and not yet answered
         self._connections: set[asyncio.Task[Any]] = set()
         self.host = host
         self.port = port
@@ -83,11 +80,12 @@ class MllpServer:
         self.port = sock.getsockname()[1]
 
     async def close(self) -> None:
-        """Stop accepting, let a running group finish (its ACKs go out), then close open connections."""
+        """Stop accepting, let the queued messages finish (their ACKs go out), then close open connections."""
         if self._server is not None:
             self._server.close()
-        if self._drain_task is not None:
-            await asyncio.gather(self._drain_task, return_exceptions=True)
+        if self._submitted:
+            await asyncio.gather(*self._submitted, return_exceptions=True)
+            await asyncio.sleep(0)  # the connections write those ACKs
         for task in list(self._connections):
             task.cancel()
         await asyncio.gather(*self._connections, return_exceptions=True)
@@ -158,34 +156,13 @@ class MllpServer:
 
 
     def _submit(self, payload: bytes, source: str, on_commit: OnCommit) -> asyncio.Future[IngestResult]:
-        loop = asyncio.get_running_loop()
-        if self.submit_handler is not None:
-            return asyncio.wrap_future(self.submit_handler([(payload, source, on_commit)])[0])
-        if self.batch_handler is None:
-            return loop.run_in_executor(self._executor, self.handler, payload, source, on_commit)
-        fut: asyncio.Future[IngestResult] = loop.create_future()
-        self._queue.append(((payload, source, on_commit), fut))
-        if self._drain_task is None or self._drain_task.done():
-            self._drain_task = loop.create_task(self._drain())
+        if self.submit_handler is None:
+            return asyncio.get_running_loop().run_in_executor(self._executor, self.handler, payload, source,
+                                                              on_commit)
+        fut = asyncio.wrap_future(self.submit_handler([(payload, source, on_commit)])[0])
+        self._submitted.add(fut)
+        fut.add_done_callback(self._submitted.discard)
         return fut
-
-    async def _drain(self) -> None:
-        """Hand everything queued to the pipeline as one group, until the queue stays empty."""
-        assert self.batch_handler is not None
-        loop = asyncio.get_running_loop()
-        while self._queue:
-            batch, self._queue = self._queue, []
-            try:
-                results = await loop.run_in_executor(self._executor, self.batch_handler, [b[0] for b in batch])
-            except Exception as exc:  # noqa: BLE001 - fail the waiting connections, keep the listener
-                log.exception("HL7v2 group of %d messages failed", len(batch))
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                continue
-            for (_, fut), result in zip(batch, results, strict=True):
-                if not fut.done():
-                    fut.set_result(result)
 
 
 class ListenerHandle:
