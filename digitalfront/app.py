@@ -39,7 +39,7 @@ class Services:
 
 def build_services(settings: Settings | None = None, *, migrate: bool = True) -> Services:
     settings = settings or Settings()
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, synchronous=settings.sqlite_synchronous)
     if migrate:
         upgrade(engine)
         optimize(engine)

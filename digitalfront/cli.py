@@ -124,7 +124,7 @@ def db_upgrade(database_url: str | None, revision: str) -> None:
     from fhir_server.storage.migrate import upgrade
 
     settings = _settings(database_url)
-    upgrade(make_engine(settings.database_url), revision)
+    upgrade(make_engine(settings.database_url, synchronous=settings.sqlite_synchronous), revision)
     click.echo(f"database at {revision}: {settings.database_url}")
 
 

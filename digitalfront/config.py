@@ -35,4 +35,7 @@ class Settings:
     triton_url: str = field(default_factory=lambda: os.environ.get("DIGITALFRONT_TRITON_URL", ""))
     # HL7v2 worker processes that map/validate/index ahead of the writer; None: one per core (0 on one core)
     hl7_workers: int | None = field(default_factory=lambda: _workers(os.environ.get("DIGITALFRONT_HL7_WORKERS")))
+    # SQLite: FULL (a commit survives power loss) or NORMAL (survives a server crash only); see docs/deployment.md
+    sqlite_synchronous: str = field(
+        default_factory=lambda: os.environ.get("DIGITALFRONT_SQLITE_SYNCHRONOUS", "FULL").strip().upper())
     extra: dict[str, str] = field(default_factory=dict)

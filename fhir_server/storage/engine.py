@@ -17,10 +17,22 @@ from fhir_server.storage import checkpoint, pg_statistics
 log = logging.getLogger(__name__)
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """SQLite: WAL, foreign keys, explicit BEGIN (IMMEDIATE for writers). PostgreSQL: a pool, fresh statistics."""
+SQLITE_SYNCHRONOUS = ("FULL", "EXTRA", "NORMAL")
+
+
+def make_engine(url: str, *, synchronous: str = "FULL", **kwargs: Any) -> Engine:
+    """SQLite: WAL, foreign keys, explicit BEGIN (IMMEDIATE for writers). PostgreSQL: a pool, fresh statistics.
+
+    ``synchronous`` (SQLite): FULL syncs the WAL at every commit, so what a client was told is stored (a
+    201, an HL7v2 ACK) survives a power loss or an OS crash, as a PostgreSQL commit does. NORMAL survives
+    a crash of the server process only: the last commits may roll back after a power loss.
+    """
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
+        synchronous = synchronous.upper()
+        if synchronous not in SQLITE_SYNCHRONOUS:
+            raise ValueError(f"SQLite synchronous must be one of {', '.join(SQLITE_SYNCHRONOUS)}, "
+                             f"not {synchronous!r}")
         db = u.database
         if db and db != ":memory:":
             Path(db).parent.mkdir(parents=True, exist_ok=True)
@@ -28,7 +40,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args=connect_args, pool_size=kwargs.pop("pool_size", 16),
                                max_overflow=16, pool_use_lifo=True, **kwargs)
         file_db = bool(db) and db != ":memory:" and not str(db).startswith("file:")
-        _sqlite_session_settings(engine, file_db)
+        _sqlite_session_settings(engine, file_db, synchronous)
         if file_db:
             path = str(db)
             checkpoint.register(path)
@@ -36,7 +48,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             # the one connection write transactions use (``writer``); it waits as long as busy_timeout would
             w = create_engine(url, connect_args=connect_args, pool_size=1, max_overflow=0, pool_timeout=60,
                               **kwargs)
-            _sqlite_session_settings(w, file_db)
+            _sqlite_session_settings(w, file_db, synchronous)
             _WRITERS[engine] = w
             event.listen(engine, "engine_disposed", lambda _engine: w.dispose())
         return engine
@@ -65,14 +77,14 @@ def writer(engine: Engine) -> Engine:
     return _WRITERS.get(engine, engine)
 
 
-def _sqlite_session_settings(engine: Engine, file_db: bool) -> None:
+def _sqlite_session_settings(engine: Engine, file_db: bool, synchronous: str) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _rec: Any) -> None:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute(f"PRAGMA synchronous={synchronous}")  # one of SQLITE_SYNCHRONOUS (checked)
         cur.execute("PRAGMA busy_timeout=60000")
         cur.execute("PRAGMA cache_size=-262144")  # up to 256 MB of pages per connection
         cur.execute("PRAGMA temp_store=MEMORY")
