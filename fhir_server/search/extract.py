@@ -285,20 +285,27 @@ class Extractor:
             text_ident = identity(rt, sp.code + ":text")
             type_ident = identity(rt, sp.code + ":of-type")
             sident = str(ident)
+            texts: set[str] = set()  # a coding's display is often the concept's text too: one row each
+
+            def add_text(s: str) -> None:
+                if s not in texts:
+                    texts.add(s)
+                    rows.string.append((text_ident, normalize_string(s)[:STRING_MAX], s[:STRING_MAX]))
+
             for val, t in nodes:
                 for system, code, display in tokens_of(val, t):
                     if code != "":
                         rows.token.append((ident, h64(sident, system or "", code), h64(sident, code),
                                            system, code[:STRING_MAX]))
                     if display:
-                        rows.string.append((text_ident, normalize_string(display)[:STRING_MAX], display[:STRING_MAX]))
+                        add_text(display)
                 if t == "Identifier" and isinstance(val, dict) and val.get("value") is not None:
                     for c in (val.get("type") or {}).get("coding", []) or []:
                         key = f"{c.get('system', '')}|{c.get('code', '')}|{val['value']}"
                         rows.token.append((type_ident, h64(str(type_ident), key), h64(str(type_ident), key),
                                            None, key[:STRING_MAX]))
                 if isinstance(val, dict) and isinstance(val.get("text"), str) and val.get("coding"):
-                    rows.string.append((text_ident, normalize_string(val["text"])[:STRING_MAX], val["text"][:200]))
+                    add_text(val["text"])
         elif kind == "reference":
             id_ident = identity(rt, sp.code + ":identifier")
             for val, t in nodes:

@@ -64,12 +64,12 @@ def _strip_meta(res: JsonDict) -> JsonDict:
 class _Pending:
     """Buffered statements of one unit of work, flushed per table."""
 
-    resources: list[dict[str, Any]] = field(default_factory=list)
+    resources: list[tuple[Any, ...]] = field(default_factory=list)  # _RESOURCE_COLUMNS
     resource_updates: list[dict[str, Any]] = field(default_factory=list)
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[tuple[Any, ...]] = field(default_factory=list)  # _HISTORY_COLUMNS
     index_deletes: list[int] = field(default_factory=list)
     index: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
-    text: list[dict[str, Any]] = field(default_factory=list)
+    text: list[tuple[int, str | None, str | None]] = field(default_factory=list)  # res_pk, narrative, content
     keys: set[tuple[str, str]] = field(default_factory=set)  # resources written since the last flush
 
     def __bool__(self) -> bool:
@@ -84,9 +84,12 @@ def _index_target(kind: str) -> str:
 
 _READ_RAW = text("SELECT body, version, last_updated, deleted FROM fhir_resource WHERE res_type = :t AND fhir_id = :i")
 
+# The current rows of a transaction's updates, all types in one statement: every (type, id) pair of the two
+# lists is one probe of uq_resource_type_id (a handful of types, so a few dozen probes), and the pairs that
+# were not asked for are dropped by the caller.
 _PREFETCH = {sqlite: "SELECT pk, res_type, fhir_id, version, last_updated, deleted, body FROM fhir_resource "
-                     f"WHERE res_type = {'?' if sqlite else '%s'} AND fhir_id {any_of(sqlite)}"
-             for sqlite in (True, False)}  # the current rows of a transaction's updates, by dialect
+                     f"WHERE res_type {any_of(sqlite)} AND fhir_id {any_of(sqlite)}"
+             for sqlite in (True, False)}
 
 COPY_MIN_ROWS = 16  # below this, executemany's one round trip is as cheap as starting a COPY
 
@@ -95,6 +98,24 @@ COPY_MIN_ROWS = 16  # below this, executemany's one round trip is as cheap as st
 # process that kept writing fell from 1,643 to 844 resources/s by 412k resources (and to ~530/s at 1M),
 # while the same load with these explicit statements ran at 1,495/s at 412k (bench/RESULTS.md, search).
 _FTS_INSERT = "INSERT INTO idx_text_fts (rowid, narrative, content) VALUES (?, ?, ?)"
+
+# Resource, history and text rows go in as driver SQL with positional rows, like the index rows: through
+# SQLAlchemy Core each row was a dict bound per column (and on PostgreSQL each body was parsed back into a
+# document only to be serialized again); here PostgreSQL casts the JSON text itself.
+_RESOURCE_COLUMNS = ("pk", "res_type", "fhir_id", "version", "last_updated", "deleted", "body")
+_HISTORY_COLUMNS = ("res_pk", "version", "res_type", "fhir_id", "last_updated", "deleted", "method", "body")
+
+
+def _row_insert(table: str, columns: tuple[str, ...], sqlite: bool) -> str:
+    marks = ["?" if sqlite else "%s"] * len(columns)
+    if not sqlite and columns[-1] == "body":
+        marks[-1] = "%s::jsonb"
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(marks)})"
+
+
+_INSERT_RESOURCE = {sqlite: _row_insert("fhir_resource", _RESOURCE_COLUMNS, sqlite) for sqlite in (True, False)}
+_INSERT_HISTORY = {sqlite: _row_insert("fhir_resource_history", _HISTORY_COLUMNS, sqlite) for sqlite in (True, False)}
+_INSERT_TEXT = {sqlite: _row_insert("idx_text", ("res_pk", "narrative", "content"), sqlite) for sqlite in (True, False)}
 _FTS_DELETE = text("INSERT INTO idx_text_fts (idx_text_fts, rowid, narrative, content) "
                    "SELECT 'delete', res_pk, narrative, content FROM idx_text WHERE res_pk IN :pks"
                    ).bindparams(bindparam("pks", expanding=True))
@@ -268,16 +289,14 @@ class SqlFhirRepository(JobStore):
         (a transaction of N updates then costs one SELECT instead of N)."""
         if self._conn is None or not keys:
             return
-        by_type: dict[str, list[str]] = {}
-        for rt, id in keys:
-            by_type.setdefault(rt, []).append(id)
-        for rt, ids in by_type.items():
-            for start in range(0, len(ids), 500):
-                chunk = ids[start:start + 500]
-                found = {row.fhir_id: row for row in self._conn.exec_driver_sql(
-                    _PREFETCH[self.sqlite], (rt, list_param(self.sqlite, chunk))).all()}
-                for id in chunk:
-                    self._prefetched[(rt, id)] = found.get(id)
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            types = sorted({rt for rt, _ in chunk})
+            ids = sorted({id for _, id in chunk})
+            found = {(row.res_type, row.fhir_id): row for row in self._conn.exec_driver_sql(
+                _PREFETCH[self.sqlite], (list_param(self.sqlite, types), list_param(self.sqlite, ids))).all()}
+            for key in chunk:
+                self._prefetched[key] = found.get(key)
 
     def _current_row_for_write(self, rt: str, id: str) -> Any:
         assert self._conn is not None
@@ -394,8 +413,7 @@ class SqlFhirRepository(JobStore):
             if vals:
                 p.index.setdefault(kind, []).extend((pk, *v) for v in vals)
         if rows.text or rows.content:
-            p.text.append({"res_pk": pk, "narrative": " ".join(rows.text)[:100000] or None,
-                           "content": " ".join(rows.content)[:100000] or None})
+            p.text.append((pk, " ".join(rows.text)[:100000] or None, " ".join(rows.content)[:100000] or None))
 
     def create(self, resource: JsonDict, *, id: str | None = None) -> WriteResult:
         with self._writing() as uow:
@@ -410,13 +428,11 @@ class SqlFhirRepository(JobStore):
         body = _dumps(res)
         if pk is None:
             pk = self._next_pk(self._conn)
-            self._pending.resources.append({"pk": pk, "res_type": rt, "fhir_id": id, "version": version,
-                                            "last_updated": now, "deleted": False, "body": body})
+            self._pending.resources.append((pk, rt, id, version, now, False, body))
         else:
             self._pending.resource_updates.append({"b_pk": pk, "version": version, "last_updated": now,
                                                    "deleted": False, "body": body})
-        self._pending.history.append({"res_pk": pk, "version": version, "res_type": rt, "fhir_id": id,
-                                      "last_updated": now, "deleted": False, "method": method, "body": body})
+        self._pending.history.append((pk, version, rt, id, now, False, method, body))
         self._pending.keys.add((rt, id))
         self._queue_index(pk, res)
         stored = StoredResource(rt, id, version, from_us(now), False, res, method)
@@ -474,17 +490,14 @@ class SqlFhirRepository(JobStore):
         self._pending.index_deletes.append(row.pk)
         self._pending.resource_updates.append({"b_pk": row.pk, "b_version": row.version, "version": version,
                                                "last_updated": now, "deleted": True, "body": None})
-        self._pending.history.append({"res_pk": row.pk, "version": version, "res_type": rt, "fhir_id": id,
-                                      "last_updated": now, "deleted": True, "method": "DELETE", "body": None})
+        self._pending.history.append((row.pk, version, rt, id, now, True, "DELETE", None))
         self._pending.keys.add((rt, id))
         stored = StoredResource(rt, id, version, from_us(now), True, None, "DELETE")
         self._events.append(ResourceChanged("delete", rt, id, version, None))
         return WriteResult(stored, created=False)
 
     def _insert_sql(self, kind: str) -> str:
-        mark = "?" if self.sqlite else "%s"
-        marks = ", ".join([mark] * (1 + len(_INDEX_COLUMNS[kind])))  # res_pk, then the kind's columns
-        return f"INSERT INTO {_index_target(kind)} VALUES ({marks})"
+        return _row_insert(T.INDEX_TABLES[kind].name, ("res_pk", *_INDEX_COLUMNS[kind]), self.sqlite)
 
     def _copy_rows(self, conn: Connection, kind: str, rows: list[tuple[Any, ...]]) -> None:
         driver = conn.connection.driver_connection  # psycopg, inside this same transaction
@@ -505,7 +518,7 @@ class SqlFhirRepository(JobStore):
             for tbl in (*T.INDEX_TABLES.values(), T.idx_text):
                 conn.execute(delete(tbl).where(tbl.c.res_pk.in_(p.index_deletes)))
         if p.resources:
-            conn.execute(insert(T.resource), p.resources)
+            conn.exec_driver_sql(_INSERT_RESOURCE[self.sqlite], p.resources)
         for upd in p.resource_updates:
             r = T.resource
             stmt = update(r).where(r.c.pk == upd["b_pk"])
@@ -516,7 +529,7 @@ class SqlFhirRepository(JobStore):
             if res.rowcount != 1:
                 raise conflict("The resource was changed by a concurrent request; retry with its new version")
         if p.history:
-            conn.execute(insert(T.history), p.history)
+            conn.exec_driver_sql(_INSERT_HISTORY[self.sqlite], p.history)
         for kind, rows in p.index.items():
             if not rows:
                 continue
@@ -525,9 +538,9 @@ class SqlFhirRepository(JobStore):
             else:  # index rows are the bulk of every write: PostgreSQL's COPY is one statement for all
                 self._copy_rows(conn, kind, rows)
         if p.text:
-            conn.execute(insert(T.idx_text), p.text)
+            conn.exec_driver_sql(_INSERT_TEXT[self.sqlite], p.text)
             if self.sqlite:
-                conn.exec_driver_sql(_FTS_INSERT, [(t["res_pk"], t["narrative"], t["content"]) for t in p.text])
+                conn.exec_driver_sql(_FTS_INSERT, p.text)
 
     # ------------------------------------------------------------ history
     def history(self, resource_type: str | None, id: str | None, *, since: datetime | None,
