@@ -82,9 +82,15 @@ def _response_entry(resp: FhirResponse, full_url: str | None = None) -> JsonDict
     if resp.headers.get("etag"):
         out["etag"] = resp.headers["etag"]
     if resp.headers.get("last-modified"):
-        from email.utils import parsedate_to_datetime
+        res = resp.resource
+        stamped = (res.get("meta") or {}).get("lastUpdated") if res else None
+        if isinstance(stamped, str) and res and res.get("resourceType") != "OperationOutcome":
+            out["lastModified"] = stamped  # the resource's exact instant (the HTTP date has whole seconds)
+        else:
+            from email.utils import parsedate_to_datetime
 
-        out["lastModified"] = parsedate_to_datetime(resp.headers["last-modified"]).isoformat().replace("+00:00", "Z")
+            out["lastModified"] = parsedate_to_datetime(resp.headers["last-modified"]).isoformat().replace(
+                "+00:00", "Z")
     entry: JsonDict = {}
     if full_url:
         entry["fullUrl"] = full_url

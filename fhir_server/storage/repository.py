@@ -517,8 +517,11 @@ class SqlFhirRepository(JobStore):
                 conn.execute(_FTS_DELETE, {"pks": p.index_deletes})
             for tbl in (*T.INDEX_TABLES.values(), T.idx_text):
                 conn.execute(delete(tbl).where(tbl.c.res_pk.in_(p.index_deletes)))
+        # inserts go straight to the DBAPI cursor, inside the same transaction: they return nothing, and
+        # SQLAlchemy's execution context and result set-up cost more than SQLite's own work for small flushes
+        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         if p.resources:
-            conn.exec_driver_sql(_INSERT_RESOURCE[self.sqlite], p.resources)
+            cur.executemany(_INSERT_RESOURCE[self.sqlite], p.resources)
         for upd in p.resource_updates:
             r = T.resource
             stmt = update(r).where(r.c.pk == upd["b_pk"])
@@ -529,18 +532,19 @@ class SqlFhirRepository(JobStore):
             if res.rowcount != 1:
                 raise conflict("The resource was changed by a concurrent request; retry with its new version")
         if p.history:
-            conn.exec_driver_sql(_INSERT_HISTORY[self.sqlite], p.history)
+            cur.executemany(_INSERT_HISTORY[self.sqlite], p.history)
         for kind, rows in p.index.items():
             if not rows:
                 continue
             if self.sqlite or len(rows) < COPY_MIN_ROWS:  # plain DBAPI executemany
-                conn.exec_driver_sql(self._insert_sql(kind), rows)
+                cur.executemany(self._insert_sql(kind), rows)
             else:  # index rows are the bulk of every write: PostgreSQL's COPY is one statement for all
                 self._copy_rows(conn, kind, rows)
         if p.text:
-            conn.exec_driver_sql(_INSERT_TEXT[self.sqlite], p.text)
+            cur.executemany(_INSERT_TEXT[self.sqlite], p.text)
             if self.sqlite:
-                conn.exec_driver_sql(_FTS_INSERT, p.text)
+                cur.executemany(_FTS_INSERT, p.text)
+        cur.close()
 
     # ------------------------------------------------------------ history
     def history(self, resource_type: str | None, id: str | None, *, since: datetime | None,

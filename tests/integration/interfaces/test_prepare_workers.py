@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from interfaces.prepare import WORKER_NICE
 from interfaces.service import pipeline_for
 from tests.integration.interfaces.test_group_commit import oru
 from tests.integration.interfaces.test_through_router import adt
@@ -27,6 +28,12 @@ def test_prepared_work_is_used_and_the_results_are_searchable(services, monkeypa
     p = pipeline_for(services)
     p.prepare_pool.start()
     assert len(p.prepare_pool.pids()) == 2 and os.getpid() not in p.prepare_pool.pids()
+    # they yield the CPU to the writer thread (the bottleneck) and use what it leaves
+    want, deadline = {min(19, os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICE)}, time.monotonic() + 30
+    while {os.getpriority(os.PRIO_PROCESS, pid) for pid in p.prepare_pool.pids()} != want \
+            and time.monotonic() < deadline:  # a worker that answered no call yet may still be starting
+        time.sleep(0.05)
+    assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in p.prepare_pool.pids()} == want
     # the writer must not validate or extract what the workers did: count what it still does itself
     calls = {"validate": 0, "extract": 0}
     real_validate, real_extract = services.router.validate_write, services.repo.extractor.extract

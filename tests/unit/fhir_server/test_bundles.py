@@ -105,3 +105,16 @@ def test_bad_bundles(sqlite_services: Any) -> None:
     assert post_bundle(sqlite_services, {"resourceType": "Bundle", "type": "collection"}).status == 400
     assert post_bundle(sqlite_services, {"resourceType": "Bundle", "type": "batch",
                                          "entry": [{"request": {"method": "FLY", "url": "x"}}]}).status == 400
+
+
+def test_response_last_modified_is_the_exact_instant_and_minimal_keeps_it(services: Any) -> None:
+    entry = {"resource": {"resourceType": "Patient", "name": [{"family": "Instant"}]},
+             "request": {"method": "POST", "url": "Patient"}}
+    out = post_bundle(services, {"resourceType": "Bundle", "type": "transaction", "entry": [entry]}).resource
+    stored = out["entry"][0]["resource"]
+    assert out["entry"][0]["response"]["lastModified"] == stored["meta"]["lastUpdated"]  # sub-second, not HTTP's
+    minimal = services.router.handle(FhirRequest("POST", "", headers={"Prefer": "return=minimal"}, resource={
+        "resourceType": "Bundle", "type": "batch", "entry": [entry]})).resource
+    response = minimal["entry"][0]["response"]
+    assert "resource" not in minimal["entry"][0]
+    assert response["lastModified"].endswith("Z") and response["status"] == "201 Created"
