@@ -115,7 +115,7 @@ def run_baseline(messages: list[bytes], connections: int) -> dict:
 
 
 def full(db_url: str, messages: list[bytes], connections: int, group_commit: bool, workers: int | None) -> dict:
-    """The real listener and pipeline; ``workers``: prepare processes (None: the server default, one per core)."""
+    """The real listener and pipeline; ``workers``: prepare processes (None: the server default, cores minus one)."""
     from digitalfront.app import build_services
     from digitalfront.config import Settings
     from interfaces.service import pipeline_for

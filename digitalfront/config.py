@@ -33,7 +33,7 @@ class Settings:
     nlp_on_write: bool = field(default_factory=lambda: _flag("DIGITALFRONT_NLP_ON_WRITE", False))
     inference_backend: str = field(default_factory=lambda: os.environ.get("DIGITALFRONT_INFERENCE", "inprocess"))
     triton_url: str = field(default_factory=lambda: os.environ.get("DIGITALFRONT_TRITON_URL", ""))
-    # HL7v2 worker processes that map/validate/index ahead of the writer; None: one per core (0 on one core)
+    # HL7v2 worker processes that map/validate/index ahead of the writer; None: cores minus one (0 on one core)
     hl7_workers: int | None = field(default_factory=lambda: _workers(os.environ.get("DIGITALFRONT_HL7_WORKERS")))
     # SQLite: FULL (a commit survives power loss) or NORMAL (survives a server crash only); see docs/deployment.md
     sqlite_synchronous: str = field(

@@ -50,9 +50,13 @@ def map_message(msg: Er7Message, header: Header, msg_id: int) -> Mapped:
 
 
 def default_workers() -> int:
-    """One worker per core when there is more than one; 0 (map in the writer's thread) on a single core."""
+    """One worker per core but the writer's (at most 8); 0 (map in the writer's thread) on a single core.
+
+    Measured on two cores: one worker 119 msg/s, two 107 (bench/RESULTS.md): a second worker competes with
+    the writer thread for the cores, and the writer is what limits throughput.
+    """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return min(cores, 8) if cores > 1 else 0
+    return min(cores - 1, 8) if cores > 1 else 0
 
 
 # Workers run at a lower CPU priority than the server. The one writer thread is what limits throughput;

@@ -80,3 +80,11 @@ def test_a_search_parameter_added_later_is_indexed_by_new_workers(services):
     found = services.client.search("Observation", [("ref-high", "99"), ("subject:Patient.identifier",
                                                                          "urn:oid:1.2.3|813")])
     assert len(found) == 24
+
+
+@pytest.mark.parametrize(("cores", "workers"), [(1, 0), (2, 1), (4, 3), (32, 8)])
+def test_auto_leaves_a_core_for_the_writer(monkeypatch, cores, workers):
+    from interfaces.prepare import default_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cores)))
+    assert default_workers() == workers
