@@ -10,8 +10,9 @@ Group commit (``submit``; ``ingest_batch`` waits for it): the messages that
 arrived since the writer's last turn are stored raw in one commit, then the
 longest run of stored messages whose mapping is ready is applied in ONE database
 transaction, each inside its own savepoint, together with their store outcome
-rows; their ACKs go out after that single commit.  Worker processes
-(``interfaces/prepare.py``) map, validate and index the next messages meanwhile.
+rows; their ACKs go out after that single commit.  A turn that has both stores
+its arrivals with that same commit.  Worker processes (``interfaces/prepare.py``)
+map, validate and index the next messages meanwhile.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class PipelineStats:
     applied: int = 0  # messages they applied
     largest_group: int = 0
     prepared: int = 0  # messages whose mapping, validation and index rows came from a worker process
+    stored_with_group: int = 0  # messages stored by the commit of a group being applied (no commit of their own)
 
 
 @dataclass
@@ -221,11 +223,15 @@ class Hl7Pipeline:
                 arrivals, self._arrivals = self._arrivals, []
             group: list[_Pending] = []
             try:
-                if arrivals:
-                    self._receive_all(arrivals)
-                group = self._take_ready()
-                if group:
-                    self._apply(group)
+                if arrivals and self.group is not None and self._ready_head() and not self._received[0].deferred:
+                    group = self._take_ready()  # one commit stores the arrivals and applies the ready run
+                    self._apply(group, arrivals)
+                else:
+                    if arrivals:
+                        self._receive_all(arrivals)
+                    group = self._take_ready()
+                    if group:
+                        self._apply(group)
             except Exception as exc:  # noqa: BLE001 - never lose the writer: fail these messages, go on
                 log.exception("HL7v2 writer failed; the messages stay in the store for replay")
                 for p in [*arrivals, *group, *self._received]:
@@ -243,17 +249,35 @@ class Hl7Pipeline:
 
     def _receive_all(self, arrivals: list[_Pending]) -> None:
         """One commit makes every raw message durable (and settles rejects and duplicates)."""
-        inflight = {p.key for p in self._received if p.key is not None}
-        queued: list[_Pending] = []  # in arrival order
         with self._lock, self.store.write_engine.begin() as conn:
-            for p in arrivals:
-                if p.key is not None and p.key in inflight:  # its original is not applied yet: decide later
-                    p.deferred = True
-                    queued.append(p)
-                elif self._receive(p, conn):
-                    queued.append(p)
-                    if p.key is not None:
-                        inflight.add(p.key)
+            queued = self._store_arrivals(arrivals, conn, [])
+        self._received_committed(queued)
+
+    def _store_arrivals(self, arrivals: list[_Pending], conn: Any, applying: list[_Pending]) -> list[_Pending]:
+        """Store the raw messages on ``conn`` (not committed yet); the ones still to apply, in arrival order.
+
+        ``applying``: the messages this same transaction applies (a re-send of one of them waits, as for the
+        messages received before)."""
+        inflight = {p.key for p in (*self._received, *applying) if p.key is not None}
+        queued: list[_Pending] = []
+        for p in arrivals:
+            if p.key is not None and p.key in inflight:  # its original is not applied yet: decide later
+                p.deferred = True
+                queued.append(p)
+            elif self._receive(p, conn):
+                queued.append(p)
+                if p.key is not None:
+                    inflight.add(p.key)
+        return queued
+
+    @staticmethod
+    def _forget_receipt(arrivals: list[_Pending]) -> None:
+        """The transaction that stored ``arrivals`` rolled back: nothing of their receipt holds."""
+        for p in arrivals:
+            p.msg_id, p.result, p.deferred = 0, None, False
+
+    def _received_committed(self, queued: list[_Pending]) -> None:
+        """After the commit that stored ``queued``: commit ACKs, workers start mapping, the writer's queue."""
         todo = [p for p in queued if not p.deferred]
         self._committed(todo)
         # workers map the messages while the writer is busy; one lone message is mapped by the writer
@@ -294,7 +318,9 @@ class Hl7Pipeline:
         del self._received[:len(group)]
         return group
 
-    def _apply(self, group: list[_Pending]) -> None:
+    def _apply(self, group: list[_Pending], arrivals: list[_Pending] | None = None) -> None:
+        """Apply ``group`` in one transaction; ``arrivals`` (new messages, not deferred ones) are stored by
+        the same commit (one commit, one sync, per turn of a busy writer) and applied in a later turn."""
         with self._lock:
             if group[0].deferred:  # its original has committed by now: a duplicate, or a crash retry
                 with self.store.write_engine.begin() as conn:
@@ -306,14 +332,25 @@ class Hl7Pipeline:
             if self.group is not None and todo:
                 try:
                     with self.group.transaction() as tx:
+                        queued = self._store_arrivals(arrivals, tx.connection, todo) if arrivals else []
                         results = [self._process(p.msg_id, p.msg, p.header, tx.apply, tx.connection,
                                                  self._mapped(p.prepared))
                                    for p in todo if p.msg is not None and p.header is not None]
                     for p, r in zip(todo, results, strict=True):
                         p.result = r
                     todo = []
+                    if arrivals:
+                        self.stats.stored_with_group += len(arrivals)
+                        self._received_committed(queued)
+                        arrivals = None
                 except Exception:  # the group commit itself failed: apply one by one
                     log.exception("HL7v2 group commit of %d messages failed; retrying one by one", len(todo))
+                    if arrivals:
+                        self._forget_receipt(arrivals)
+            if arrivals:  # not stored with the group: in their own commit, before anything else
+                with self.store.write_engine.begin() as conn:
+                    queued = self._store_arrivals(arrivals, conn, todo)
+                self._received_committed(queued)
             for p in todo:
                 assert p.msg is not None and p.header is not None
                 p.result = self._process(p.msg_id, p.msg, p.header)

@@ -136,6 +136,10 @@ def metrics_text(pipeline: Hl7Pipeline) -> str:
         "# HELP digitalfront_hl7v2_prepared_total HL7v2 messages mapped, validated and indexed by a worker process",
         "# TYPE digitalfront_hl7v2_prepared_total counter",
         f"digitalfront_hl7v2_prepared_total {stats.prepared}",
+        "# HELP digitalfront_hl7v2_stored_with_group_total HL7v2 messages stored by the commit of a group being "
+        "applied",
+        "# TYPE digitalfront_hl7v2_stored_with_group_total counter",
+        f"digitalfront_hl7v2_stored_with_group_total {stats.stored_with_group}",
     ]
     return "\n".join(lines) + "\n"
 

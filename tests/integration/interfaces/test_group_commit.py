@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from interfaces.client import MllpClient, ack_code
 from interfaces.mllp import start_pipeline_listener
 from interfaces.service import pipeline_for
@@ -91,3 +93,61 @@ def test_concurrent_connections_share_group_commits_in_order(services):  # noqa:
     for k in range(4):
         (pat,) = services.client.search("Patient", [("identifier", f"urn:oid:1.2.3|8{k}")])
         assert pat["name"][0]["family"] == f"Fam{k}v5"  # the last update won: order kept per patient
+
+
+def _behind_a_full_group(p, later):  # noqa: ANN001, ANN202
+    """Submit 66 messages, and ``later`` from the writer thread as soon as the first 66 are stored: the writer
+    then applies 64 (MAX_GROUP) while ``later`` waits, so its next turn finds both a ready head (65, 66) and
+    new arrivals: the arrivals are stored by the commit of the group that applies 65 and 66."""
+    fired: list = []
+
+    def on_commit(_ack: bytes) -> None:
+        if not fired:
+            fired.extend(p.submit([(m, "t", None) for m in later]))
+
+    first = [(oru(f"h-{i}", mrn="930").replace(b"|P|2.5.1\r", b"|P|2.5.1|||AL|NE\r", 1) if i == 0
+              else oru(f"h-{i}", mrn="930"), "t", on_commit if i == 0 else None) for i in range(66)]
+    results = [f.result(timeout=300) for f in p.submit(first)]
+    return results, [f.result(timeout=300) for f in fired]
+
+
+# Without workers every stored message is ready at once, so which turn merges is deterministic; with workers
+# the same code runs whenever a prepared head meets new arrivals (counted in the MLLP benchmark).
+@pytest.mark.parametrize("services", ["sqlite", "postgres"], indirect=True)
+def test_arrivals_are_stored_by_the_commit_of_the_group_being_applied(services):  # noqa: F811
+    p = pipeline_for(services)
+    resend = oru("h-65", mrn="930")  # a re-send of message 66, which the same transaction applies
+    first, later = _behind_a_full_group(p, [oru("h-late-1", mrn="931"), resend, oru("h-late-2", mrn="931")])
+    assert [r.ack_code for r in first] == ["AA"] * 66
+    assert p.stats.stored_with_group == 3
+    assert "digitalfront_hl7v2_stored_with_group_total 3" in services_metrics(services)
+    assert [r.status for r in later] == ["processed", "duplicate", "processed"]
+    assert later[1].duplicate_of == first[65].message_id and later[1].acks == [p.store.get(first[65].message_id).ack]
+    assert count(services, "Observation", [("subject:Patient.identifier", "urn:oid:1.2.3|931")]) == 24
+    for r in later:
+        assert p.store.get(r.message_id).ack is not None
+
+
+@pytest.mark.parametrize("services", ["sqlite", "postgres"], indirect=True)
+def test_a_failed_group_commit_still_stores_and_applies_the_arrivals(services, monkeypatch):  # noqa: F811
+    from contextlib import contextmanager
+
+    p = pipeline_for(services)
+    real = p.group.transaction
+    failures: list[int] = []
+
+    @contextmanager
+    def failing_once():  # noqa: ANN202 - the commit of the merged turn fails (a full disk, a lost connection)
+        with real() as tx:
+            yield tx
+            if p._arrivals == [] and not failures and p.stats.applied >= 64:
+                failures.append(1)
+                raise RuntimeError("commit failed")
+
+    monkeypatch.setattr(p.group, "transaction", failing_once)
+    first, later = _behind_a_full_group(p, [oru("h-f-1", mrn="932"), oru("h-f-2", mrn="932")])
+    assert failures == [1]
+    assert [r.ack_code for r in first] == ["AA"] * 66 and [r.ack_code for r in later] == ["AA", "AA"]
+    assert p.stats.stored_with_group == 0  # stored by a commit of their own after the failure
+    assert len({r.message_id for r in first + later}) == 68
+    assert count(services, "Observation", [("subject:Patient.identifier", "urn:oid:1.2.3|932")]) == 24
