@@ -234,14 +234,14 @@ def writer_time(workers: int, n: int = 640) -> None:
         spent = {"wall": 0.0, "cpu": 0.0, "n": 0}
         apply = pipeline._apply
 
-        def timed(group: list) -> None:
+        def timed(group: list, arrivals: list | None = None) -> None:
             t, c = time.perf_counter(), time.thread_time()
-            apply(group)
+            apply(group, arrivals)
             spent["wall"] += time.perf_counter() - t
             spent["cpu"] += time.thread_time() - c
             spent["n"] += len(group)
 
-        pipeline._apply = timed  # type: ignore[method-assign]
+        pipeline._apply = timed  # type: ignore[method-assign,assignment]
         t0 = time.perf_counter()
         for f in pipeline.submit([(m, "bench", None) for m in make_messages(n, seed=3)]):
             f.result()
@@ -265,8 +265,8 @@ def main() -> int:
     ap.add_argument("--writer", action="store_true", help="in-process writer-thread time, without and with workers")
     args = ap.parse_args()
     if args.writer:
-        for workers in (0, 2, 0, 2):
-            writer_time(workers)
+        for n_workers in (0, 2, 0, 2):
+            writer_time(n_workers)
         return 0
     if args.profile:
         with tempfile.TemporaryDirectory() as tmp:
@@ -290,7 +290,7 @@ def main() -> int:
                                           ("PostgreSQL, group commit + workers", []),
                                           ("PostgreSQL, group commit, no workers", []),
                                           ("PostgreSQL, 1 msg/transaction", [])]
-    variants = ((True, None), (True, 0), (False, 0))  # (group commit, workers): the default first
+    variants: tuple[tuple[bool, int | None], ...] = ((True, None), (True, 0), (False, 0))  # (group commit, workers): the default first
     pg_ok = True
     for run in range(runs):
         msgs = make_messages(n, seed=7 + run)  # fresh control ids per run and database
