@@ -19,6 +19,7 @@ MAX_US = 253402300800 * 1_000_000  # 10000-01-01
 
 
 @lru_cache(maxsize=262144)
+@lru_cache(maxsize=32768)  # parameter identities, codes, statuses and units repeat in every write
 def h64(*parts: str | None) -> int:
     """Stable signed 64-bit hash of the joined parts (None and "" differ)."""
     joined = "\x1f".join("\x00" if p is None else p for p in parts)
@@ -41,6 +42,7 @@ def _to_us(dt: datetime) -> int:
     return int((dt - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1))
 
 
+@lru_cache(maxsize=8192)  # a message's resources share a few dates
 def date_range(value: str) -> tuple[int, int] | None:
     """The [low, high) interval a FHIR date/dateTime/instant denotes, in µs; None if malformed."""
     m = DATE_RE.match(value.strip())
