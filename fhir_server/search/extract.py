@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from fhir_server.search.registry import Part, SearchParam, SearchParamRegistry
+from fhir_server.search.shared_rows import SharedRows
 from fhir_server.search.values import (
     MAX_US,
     MIN_US,
@@ -234,6 +235,7 @@ class Extractor:
     def __init__(self, registry: SearchParamRegistry, base_url: str | None = None) -> None:
         self.registry = registry
         self.base_url = base_url
+        self.shared = SharedRows(registry)  # parameters whose rows others write (see shared_rows)
         self._plans: dict[str, tuple[int, list[tuple[SearchParam, list[Part], frozenset[str] | None]]]] = {}
 
     def plan(self, resource_type: str) -> list[tuple[SearchParam, list[Part], frozenset[str] | None]]:
@@ -245,7 +247,7 @@ class Extractor:
         for code, sp in sorted(self.registry.for_type(resource_type).items()):
             if code in SKIP_PARAMS or sp.type == "special":
                 continue
-            parts = sp.parts_for(resource_type)
+            parts = self.shared.of(resource_type, sp).parts
             if parts:
                 plan.append((sp, parts, _first_keys(parts)))
         self._plans[resource_type] = (self.registry.version, plan)

@@ -12,20 +12,22 @@ from sqlalchemy.sql.elements import ColumnElement
 from fhir_server.errors import bad_request
 from fhir_server.search.extract import identity
 from fhir_server.search.query import SearchQuery, SortKey
+from fhir_server.search.shared_rows import SharedRows
 from fhir_server.search.values import MAX_US, MIN_US
 from fhir_server.storage import tables as T
 
 Cond = ColumnElement[bool]
 
 
-def sort_expr(key: SortKey, r: Any) -> Any:
+def sort_expr(key: SortKey, r: Any, shared: SharedRows | None = None) -> Any:
     if key.name == "_id":
         return r.c.fhir_id
     if key.name == "_lastUpdated":
         return r.c.last_updated
     sp = key.param
     assert sp is not None
-    rt_ident = [identity(t, sp.code) for t in sp.base]
+    rt_ident = [identity(t, code) for t in sp.base
+                for code in (sp.code, *[q.code for q in (shared.of(t, sp).covered_by if shared else ())])]
     agg = func.max if key.descending else func.min
     sentinel: Any
     if sp.type == "date":

@@ -9,6 +9,8 @@ never a deep OFFSET.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +34,7 @@ from sqlalchemy import (
 from fhir_server.errors import bad_request
 from fhir_server.search.extract import CANONICAL_MARK, REF_RE, identity
 from fhir_server.search.query import Criterion, SearchQuery, SearchResult
+from fhir_server.search.registry import SearchParam
 from fhir_server.search.values import (
     UCUM_SYSTEM,
     date_range,
@@ -164,6 +167,7 @@ class SqlSearch:
         self.repo = repo
         self.conn = conn
         self.base_url = (repo.extractor.base_url or "").rstrip("/")
+        self.shared = repo.extractor.shared
 
     _probe_for: Any = None
 
@@ -199,7 +203,7 @@ class SqlSearch:
         if q.summary_count:
             return SearchResult([], [], total)
 
-        sort_cols = [sort_expr(k, r) for k in q.sort]
+        sort_cols = [sort_expr(k, r, self.shared) for k in q.sort]
         order = []
         for k, col in zip(q.sort, sort_cols, strict=True):
             order.append(col.desc() if k.descending else col.asc())
@@ -250,6 +254,8 @@ class SqlSearch:
         for c in q.criteria:
             if c.kind != "param" or c.param is None or c.param.type != "token" or c.modifier:
                 return None
+            if self.shared.of(c.resource_type, c.param).covered_by:
+                return None  # also searched under the covering parameters: the general path
             ors: list[str] = []
             params: list[Any] = []
             sid = str(identity(c.resource_type, c.param.code))
@@ -407,26 +413,36 @@ class SqlSearch:
         sp = c.param
         assert sp is not None
         ident = identity(c.resource_type, sp.code)
+        covered = self.shared.of(c.resource_type, sp).covered_by  # their rows stand for some of sp's
         table = T.INDEX_TABLES.get(sp.type) if sp.type != "composite" else T.idx_composite
         if c.modifier == "missing":
             if table is None:
                 raise bad_request(f"':missing' is not supported on {sp.code}")
             want_missing = c.values[0].lower() == "true" if c.values else True
-            check_ident = ident
+            idents = [ident, *[identity(c.resource_type, q.code) for q in covered]]
             present = exists(select(literal(1)).select_from(table).where(
-                table.c.res_pk == r.c.pk, table.c.hash_identity == check_ident))
+                table.c.res_pk == r.c.pk, table.c.hash_identity.in_(idents)))
             return not_(present) if want_missing else present
         handler = getattr(self, f"_{sp.type}", None)
         if handler is None:
             raise bad_request(f"Search on parameter type {sp.type} ({sp.code}) is not supported")
         if c.modifier == "not" and sp.type == "token":
             positive = Criterion("param", c.resource_type, sp, None, c.values, value_set_codes=None)
-            return not_(self._token(positive, ident, r))
+            return not_(self._shared(self._token, positive, covered, r))
         if c.modifier in ("not-in",):
             positive = Criterion("param", c.resource_type, sp, "in", c.values, value_set_codes=c.value_set_codes)
-            return not_(self._token(positive, ident, r))
-        result: Cond = handler(c, ident, r)
-        return result
+            return not_(self._shared(self._token, positive, covered, r))
+        return self._shared(handler, c, covered, r)
+
+    @staticmethod
+    def _shared(handler: Callable[[Criterion, int, Any], Cond], c: Criterion, covered: tuple[SearchParam, ...],
+                r: Any) -> Cond:
+        """``c`` on its own rows, or on the rows of a parameter that covers some of its branches."""
+        assert c.param is not None
+        own = handler(c, identity(c.resource_type, c.param.code), r)
+        if not covered:
+            return own
+        return or_(own, *[handler(replace(c, param=q), identity(c.resource_type, q.code), r) for q in covered])
 
     # --- string
     def _string(self, c: Criterion, ident: int, r: Any) -> Cond:

@@ -43,6 +43,12 @@ HAND: list[tuple[str, str]] = [
     ("Observation", "status=amended,cancelled"), ("Observation", "code:missing=true"),
     ("Observation", "data-absent-reason:missing=false"), ("Observation", "value-concept=http://snomed.info/sct|"),
     ("Observation", "combo-code=8480-6"), ("Observation", "component-code=8462-4"),
+    # combo-* rows are the code/component rows (fhir_server/search/shared_rows.py): every form of them
+    ("Observation", "combo-code=8867-4"), ("Observation", "combo-code:not=8480-6&category=vital-signs"),
+    ("Observation", "combo-code:missing=true"), ("Observation", "combo-code:text=blood"),
+    ("Observation", "combo-code:text=pressure"), ("Observation", "combo-data-absent-reason:missing=false"),
+    ("Observation", "combo-value-concept=http://snomed.info/sct|"), ("Observation", "combo-value-quantity=lt5"),
+    ("Observation", "combo-value-concept:missing=false"), ("Patient", "phonetic=ma"), ("Organization", "name=ACME"),
     ("Encounter", "class=AMB"), ("Encounter", "class=http://terminology.hl7.org/CodeSystem/v3-ActCode|EMER"),
     ("Encounter", "status=finished"), ("Encounter", "type=185345009"), ("Condition", "clinical-status=active"),
     ("Condition", "clinical-status:not=active"), ("Condition", "code=444814009"),
