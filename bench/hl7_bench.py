@@ -230,7 +230,7 @@ def profile(db_url: str, label: str, n: int = 320, group: int = 16) -> None:
     services.engine.dispose()
 
 
-def writer_time(workers: int, n: int = 640) -> None:
+def writer_time(workers: int | None, n: int = 640) -> None:
     """In-process: submit ``n`` messages at once and time the writer thread (wall and its own CPU)."""
     from digitalfront.app import build_services
     from digitalfront.config import Settings
@@ -258,7 +258,8 @@ def writer_time(workers: int, n: int = 640) -> None:
         for f in pipeline.submit([(m, "bench", None) for m in make_messages(n, seed=3)]):
             f.result()
         wall = (time.perf_counter() - t0) / n * 1000
-        print(f"workers={workers}: {wall:.1f} ms per message; writer applying {spent['wall'] / spent['n'] * 1000:.1f} "
+        n_workers = pipeline.prepare_pool.workers if pipeline.prepare_pool is not None else 0
+        print(f"workers={n_workers}: {wall:.1f} ms per message; writer applying {spent['wall'] / spent['n'] * 1000:.1f} "
               f"ms (its CPU {spent['cpu'] / spent['n'] * 1000:.1f} ms); prepared by workers "
               f"{pipeline.stats.prepared}/{pipeline.stats.applied}")
         pipeline.close()
@@ -277,7 +278,7 @@ def main() -> int:
     ap.add_argument("--writer", action="store_true", help="in-process writer-thread time, without and with workers")
     args = ap.parse_args()
     if args.writer:
-        for n_workers in (0, 2, 0, 2):
+        for n_workers in (0, None, 0, None):  # None: the server default (cores minus one)
             writer_time(n_workers)
         return 0
     if args.profile:
