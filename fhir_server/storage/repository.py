@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -519,32 +519,31 @@ class SqlFhirRepository(JobStore):
                 conn.execute(delete(tbl).where(tbl.c.res_pk.in_(p.index_deletes)))
         # inserts go straight to the DBAPI cursor, inside the same transaction: they return nothing, and
         # SQLAlchemy's execution context and result set-up cost more than SQLite's own work for small flushes
-        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        if p.resources:
-            cur.executemany(_INSERT_RESOURCE[self.sqlite], p.resources)
-        for upd in p.resource_updates:
-            r = T.resource
-            stmt = update(r).where(r.c.pk == upd["b_pk"])
-            if "b_version" in upd:
-                stmt = stmt.where(r.c.version == upd["b_version"])
-            res = conn.execute(stmt.values(version=upd["version"], last_updated=upd["last_updated"],
-                                           deleted=upd["deleted"], body=upd["body"]))
-            if res.rowcount != 1:
-                raise conflict("The resource was changed by a concurrent request; retry with its new version")
-        if p.history:
-            cur.executemany(_INSERT_HISTORY[self.sqlite], p.history)
-        for kind, rows in p.index.items():
-            if not rows:
-                continue
-            if self.sqlite or len(rows) < COPY_MIN_ROWS:  # plain DBAPI executemany
-                cur.executemany(self._insert_sql(kind), rows)
-            else:  # index rows are the bulk of every write: PostgreSQL's COPY is one statement for all
-                self._copy_rows(conn, kind, rows)
-        if p.text:
-            cur.executemany(_INSERT_TEXT[self.sqlite], p.text)
-            if self.sqlite:
-                cur.executemany(_FTS_INSERT, p.text)
-        cur.close()
+        with closing(conn.connection.driver_connection.cursor()) as cur:  # type: ignore[union-attr]
+            if p.resources:
+                cur.executemany(_INSERT_RESOURCE[self.sqlite], p.resources)
+            for upd in p.resource_updates:
+                r = T.resource
+                stmt = update(r).where(r.c.pk == upd["b_pk"])
+                if "b_version" in upd:
+                    stmt = stmt.where(r.c.version == upd["b_version"])
+                res = conn.execute(stmt.values(version=upd["version"], last_updated=upd["last_updated"],
+                                               deleted=upd["deleted"], body=upd["body"]))
+                if res.rowcount != 1:
+                    raise conflict("The resource was changed by a concurrent request; retry with its new version")
+            if p.history:
+                cur.executemany(_INSERT_HISTORY[self.sqlite], p.history)
+            for kind, rows in p.index.items():
+                if not rows:
+                    continue
+                if self.sqlite or len(rows) < COPY_MIN_ROWS:  # plain DBAPI executemany
+                    cur.executemany(self._insert_sql(kind), rows)
+                else:  # index rows are the bulk of every write: PostgreSQL's COPY is one statement for all
+                    self._copy_rows(conn, kind, rows)
+            if p.text:
+                cur.executemany(_INSERT_TEXT[self.sqlite], p.text)
+                if self.sqlite:
+                    cur.executemany(_FTS_INSERT, p.text)
 
     # ------------------------------------------------------------ history
     def history(self, resource_type: str | None, id: str | None, *, since: datetime | None,
