@@ -9,7 +9,6 @@ resolved by search. Batches run each entry on its own and report each outcome.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -17,7 +16,13 @@ from fhir_server import authz
 from fhir_server.errors import Issue, OperationOutcomeError, bad_request, operation_outcome
 from fhir_server.ids import new_id as make_id
 from fhir_server.interactions.common import match_conditional, multiple_matches
-from fhir_server.interactions.prepared import PreparedBundle, fixed_index, replace_references, trusted_validation
+from fhir_server.interactions.prepared import (
+    CONDITIONAL_REF,
+    PreparedBundle,
+    fixed_index,
+    replace_references,
+    trusted_validation,
+)
 from fhir_server.model import FhirRequest, FhirResponse, Headers, JsonDict
 from fhir_server.repository import FhirRepository, StoredResource
 
@@ -29,7 +34,6 @@ STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content", 304: "3
                400: "400 Bad Request", 401: "401 Unauthorized", 403: "403 Forbidden", 404: "404 Not Found",
                405: "405 Method Not Allowed", 409: "409 Conflict", 410: "410 Gone", 412: "412 Precondition Failed",
                415: "415 Unsupported Media Type", 422: "422 Unprocessable Entity", 500: "500 Internal Server Error"}
-CONDITIONAL_REF = re.compile(r"^([A-Z][A-Za-z]+)\?(.+)$")
 
 
 def handle_bundle(router: FhirRouter, req: FhirRequest, repo: FhirRepository) -> FhirResponse:
@@ -170,9 +174,13 @@ def _transaction(router: FhirRouter, req: FhirRequest, repo: FhirRepository, ent
                             mapping[full] = f"{rtype}/{new_id}"
                     else:
                         mapping[full] = url.split("/_history")[0]
-            # 2. conditional references anywhere in the bundle
+            # 2. conditional references anywhere in the bundle (found ahead, when it was prepared)
+            prepared = _usable(router, req.prepared, entries)
             cond: set[str] = set()
-            _conditional_refs([e.get("resource") for e in entries], cond)
+            if prepared is not None and prepared.conditional_references is not None:
+                cond.update(prepared.conditional_references)
+            else:
+                _conditional_refs([e.get("resource") for e in entries], cond)
             for ref in cond:
                 m = CONDITIONAL_REF.match(ref)
                 assert m
@@ -197,7 +205,6 @@ def _transaction(router: FhirRouter, req: FhirRequest, repo: FhirRepository, ent
                     elif r["method"].upper() in ("PUT", "DELETE") and len(parts) == 2 and i not in assigned:
                         keys.append((parts[0], parts[1]))
                 prefetch(keys)
-            prepared = _usable(router, req.prepared, entries)
             offer = getattr(uow, "offer_index", None) if prepared is not None else None
             for i in order:
                 e = replace_references(entries[i], mapping) if mapping else entries[i]

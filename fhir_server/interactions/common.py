@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import re
-from datetime import UTC
+from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -53,7 +55,12 @@ def parse_etag(value: str | None) -> int | None:
 
 
 def http_date(stored: StoredResource) -> str:
-    return format_datetime(stored.last_updated.astimezone(UTC), usegmt=True)
+    return _http_date(math.floor(stored.last_updated.timestamp()))
+
+
+@lru_cache(maxsize=256)  # whole seconds: the resources of one transaction share them
+def _http_date(second: int) -> str:
+    return format_datetime(datetime.fromtimestamp(second, UTC), usegmt=True)
 
 
 def parse_http_date(value: str) -> Any:

@@ -14,6 +14,7 @@ The transaction trusts a prepared entry only when its assumptions still hold (``
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -22,6 +23,7 @@ from fhir_server.search.extract import Extractor, IndexRows
 from fhir_server.validation import validate_resource
 from fhir_server.validation.bindings import BindingChecker, Terminology
 
+CONDITIONAL_REF = re.compile(r"^([A-Z][A-Za-z]+)\?(.+)$")  # a conditional reference: Type?query
 PLACEHOLDER = "ph."  # a placeholder id: "ph." + the entry's uuid (a valid FHIR id no server assigns)
 
 Lookup = tuple[str, str | None, str, bool | None]  # required binding: (value set, system, code, verdict used)
@@ -38,6 +40,7 @@ class PreparedEntry:
 class PreparedBundle:
     registry_version: int  # the search parameters the rows were extracted with
     entries: list[PreparedEntry | None] = field(default_factory=list)
+    conditional_references: list[str] | None = None  # every ``Type?query`` reference in the entries' resources
 
 
 class _RecordingBindings(BindingChecker):
@@ -120,12 +123,15 @@ def prepare_bundle(bundle: dict[str, Any], extractor: Extractor, *, validate: bo
         if isinstance(full, str) and full.startswith("urn:uuid:") and isinstance(res, dict) \
                 and isinstance(res.get("resourceType"), str):
             stand_ins[full] = f"{res['resourceType']}/{PLACEHOLDER}{full[9:]}"
-    out = PreparedBundle(extractor.registry.version)
+    conditional: list[str] = []
+    out = PreparedBundle(extractor.registry.version, conditional_references=conditional)
     for e in entries:
         res = e.get("resource")
         method = str((e.get("request") or {}).get("method", "")).upper()
         refs: list[str] = []
-        if not isinstance(res, dict) or method not in ("POST", "PUT") or not _references(res, refs) \
+        plain = _references(res, refs)  # (walks all of it either way)
+        conditional.extend(r for r in refs if CONDITIONAL_REF.match(r))
+        if not isinstance(res, dict) or method not in ("POST", "PUT") or not plain \
                 or any(r.startswith("urn:") and r not in stand_ins or "?" in r for r in refs):
             out.entries.append(None)
             continue

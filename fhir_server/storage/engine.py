@@ -5,11 +5,15 @@ from __future__ import annotations
 import logging
 import sys
 import weakref
+from collections import namedtuple
+from collections.abc import Sequence
+from contextlib import closing
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from fhir_server.storage import checkpoint, pg_statistics
@@ -176,3 +180,18 @@ def any_of(sqlite: bool) -> str:
 
 def list_param(sqlite: bool, values: list[Any]) -> Any:
     return orjson.dumps(values).decode() if sqlite else values
+
+
+def driver_rows(conn: Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    """The rows of a driver-SQL SELECT on ``conn``'s DBAPI connection (inside its transaction, if any), with
+    attribute access by column name. For the per-entry lookups of the write path: SQLAlchemy's execution
+    context and result set-up cost more than SQLite running such a statement."""
+    with closing(conn.connection.driver_connection.cursor()) as cur:  # type: ignore[union-attr]
+        cur.execute(sql, params)
+        row = _row_class(tuple(d[0] for d in cur.description))
+        return [row._make(r) for r in cur.fetchall()]
+
+
+@lru_cache(maxsize=64)
+def _row_class(columns: tuple[str, ...]) -> Any:
+    return namedtuple("DriverRow", columns)  # type: ignore[misc]  # one class per statement shape

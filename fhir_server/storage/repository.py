@@ -28,7 +28,7 @@ from fhir_server.search.extract import Extractor, IndexRows
 from fhir_server.search.query import SearchQuery, SearchResult
 from fhir_server.search.registry import SearchParamRegistry, default_registry
 from fhir_server.storage import tables as T
-from fhir_server.storage.engine import any_of, is_sqlite, list_param, writer
+from fhir_server.storage.engine import any_of, driver_rows, is_sqlite, list_param, writer
 from fhir_server.timeutil import from_us, instant, to_us
 
 log = logging.getLogger(__name__)
@@ -293,8 +293,8 @@ class SqlFhirRepository(JobStore):
             chunk = keys[start:start + 500]
             types = sorted({rt for rt, _ in chunk})
             ids = sorted({id for _, id in chunk})
-            found = {(row.res_type, row.fhir_id): row for row in self._conn.exec_driver_sql(
-                _PREFETCH[self.sqlite], (list_param(self.sqlite, types), list_param(self.sqlite, ids))).all()}
+            found = {(row.res_type, row.fhir_id): row for row in driver_rows(
+                self._conn, _PREFETCH[self.sqlite], (list_param(self.sqlite, types), list_param(self.sqlite, ids)))}
             for key in chunk:
                 self._prefetched[key] = found.get(key)
 

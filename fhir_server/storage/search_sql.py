@@ -46,7 +46,7 @@ from fhir_server.search.values import (
     ucum_canonical,
 )
 from fhir_server.storage import tables as T
-from fhir_server.storage.engine import any_of, list_param
+from fhir_server.storage.engine import any_of, driver_rows, list_param
 from fhir_server.storage.search_includes import includes
 from fhir_server.storage.search_paging import Cond, encode_cursor, keyset, sort_expr
 from fhir_server.timeutil import now_us
@@ -273,7 +273,7 @@ class SqlSearch:
                             params))
         keys: set[int] | None = None
         for sql, params in lookups:
-            found = [row[0] for row in self.conn.exec_driver_sql(sql, tuple(params)).all()]
+            found = [row[0] for row in driver_rows(self.conn, sql, tuple(params))]
             if len(found) > FAST_LOOKUP_MAX:
                 return None  # a common value: the general path drives by the most selective criterion
             keys = set(found) if keys is None else keys & set(found)
@@ -281,8 +281,8 @@ class SqlSearch:
                 break
         rows: list[Any] = []
         if keys:
-            rows = sorted(self.conn.exec_driver_sql(_FAST_ROWS[sqlite], (list_param(sqlite, sorted(keys)),
-                                                                         q.resource_types[0], False)).all(),
+            rows = sorted(driver_rows(self.conn, _FAST_ROWS[sqlite], (list_param(sqlite, sorted(keys)),
+                                                                      q.resource_types[0], False)),
                           key=lambda row: row.pk)
         if len(rows) > q.count:
             return None  # paging needed: let the general path build the cursor and total

@@ -171,3 +171,33 @@ def test_rows_offered_for_a_write_that_failed_never_index_a_later_one(tmp_path):
             assert resp.status == 200
     assert len(services.client.search("Patient", [("family", "Right")])) == 1
     assert services.client.search("Patient", [("family", "Wrong")]) == []
+
+
+def test_conditional_references_found_ahead_are_the_ones_the_transaction_resolves(tmp_path, extractor):
+    from digitalfront.app import build_services
+    from digitalfront.config import Settings
+    from fhir_server.interactions.bundle import _conditional_refs
+    from fhir_server.model import SYSTEM_CONTEXT, FhirRequest
+
+    for bundle in synthea_bundles() + hl7_bundles():  # none of these has one: the same (empty) answer
+        walked: set[str] = set()
+        _conditional_refs([e.get("resource") for e in bundle["entry"]], walked)
+        found = prepare_bundle(bundle, extractor).conditional_references
+        assert found is not None and set(found) == walked
+    services = build_services(Settings(database_url=f"sqlite:///{tmp_path}/c.db", auth=False))
+    services.client.create({"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "c1"}]})
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+           "subject": {"reference": "Patient?identifier=urn:mrn|c1"},
+           "contained": [{"resourceType": "Provenance", "recorded": "2024-01-01T00:00:00Z",
+                          "target": [{"reference": "Patient?identifier=urn:mrn|c1"}],
+                          "agent": [{"who": {"display": "lab"}}]}]}
+    bundle = {"resourceType": "Bundle", "type": "transaction",
+              "entry": [{"resource": obs, "request": {"method": "POST", "url": "Observation"}}]}
+    prepared = prepare_bundle(bundle, services.repo.extractor)
+    assert prepared.conditional_references == ["Patient?identifier=urn:mrn|c1"] * 2
+    resp = services.router.handle(FhirRequest("POST", "", resource=bundle, context=SYSTEM_CONTEXT,
+                                              prepared=prepared))
+    assert resp.status == 200, resp.resource
+    pid = services.client.search("Patient", [("identifier", "urn:mrn|c1")])[0]["id"]
+    stored = services.client.search("Observation", [("subject", f"Patient/{pid}")])
+    assert len(stored) == 1 and stored[0]["contained"][0]["target"][0]["reference"] == f"Patient/{pid}"
