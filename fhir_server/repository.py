@@ -18,6 +18,11 @@ if TYPE_CHECKING:
     from fhir_server.search.query import SearchQuery, SearchResult
 
 
+class PartialStepWrite(Exception):
+    """A step of a unit of work (``savepoint``) failed while writing, without a savepoint under it: the
+    database may hold part of the step, so the caller must roll the whole unit of work back."""
+
+
 @dataclass
 class StoredResource:
     resource_type: str

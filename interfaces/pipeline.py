@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from fhir_server.interactions.prepared import PreparedBundle
+from fhir_server.repository import PartialStepWrite
 from interfaces.ack import (
     ERR_INTERNAL,
     ERR_UNSUPPORTED_EVENT,
@@ -495,6 +496,8 @@ class Hl7Pipeline:
         bundle = mapped.bundle
         try:
             response = apply(bundle, mapped.prepared) if apply is not None else self.apply_transaction(bundle)
+        except PartialStepWrite:
+            raise  # not this message's fault alone: the whole group rolls back and is applied one by one
         except Exception as exc:  # the FHIR core rejected or failed the write: keep for replay
             text, oo = _error_detail(exc)
             status_code = getattr(exc, "status", None)

@@ -151,3 +151,27 @@ def test_a_failed_group_commit_still_stores_and_applies_the_arrivals(services, m
     assert p.stats.stored_with_group == 0  # stored by a commit of their own after the failure
     assert len({r.message_id for r in first + later}) == 68
     assert count(services, "Observation", [("subject:Patient.identifier", "urn:oid:1.2.3|932")]) == 24
+
+
+@pytest.mark.parametrize("services", ["sqlite", "postgres"], indirect=True)
+def test_a_message_whose_final_write_fails_part_way_rolls_the_group_back_and_nothing_is_lost(
+        services, monkeypatch):  # noqa: F811
+    p = pipeline_for(services)
+    repo_type = type(services.repo)
+    real = repo_type._insert_sql
+    failed: list[str] = []
+
+    def once(self, kind):  # noqa: ANN001, ANN202 - the first quantity rows of the run cannot be written
+        if kind == "quantity" and not failed:
+            failed.append(kind)
+            return "INSERT INTO no_such_table VALUES (1)"
+        return real(self, kind)
+
+    monkeypatch.setattr(repo_type, "_insert_sql", once)
+    items = [adt("A01", "pw-1", mrn="940"), oru("pw-2", mrn="940"), oru("pw-3", mrn="941")]
+    results = p.ingest_batch([(m, "t", None) for m in items])
+    assert failed == ["quantity"]
+    assert [r.ack_code for r in results] == ["AA", "AA", "AA"]  # applied again, one per transaction
+    assert count(services, "Observation", [("subject:Patient.identifier", "urn:oid:1.2.3|940")]) == 12
+    assert count(services, "Observation", [("subject:Patient.identifier", "urn:oid:1.2.3|941")]) == 12
+    assert count(services, "Patient", [("identifier", "urn:oid:1.2.3|940")]) == 1
