@@ -12,8 +12,10 @@ rows (same values, another parameter identity), so the extractor writes P's rows
 branches, and a search on P matches P's rows OR the Qi's rows. Rows written before this existed (all of P's
 branches under P) still match: P's own rows are always searched.
 
-Data-driven (a custom SearchParameter takes part like any other) and limited to the value types; reference
-parameters stay as they are (chains, ``_has``, ``_include`` and compartments read them by identity).
+Data-driven and limited to the value types; reference parameters stay as they are (chains, ``_has``,
+``_include`` and compartments read them by identity). A custom SearchParameter can be covered by base
+parameters but never covers another parameter: it can be replaced or dropped later, and the rows it stood
+in for would be missing.
 """
 
 from __future__ import annotations
@@ -82,10 +84,10 @@ class SharedRows:
             candidates = []
             for other, osp in params.items():
                 theirs = set(branches[other])
-                if other == code or osp.type != sp.type or not theirs or not theirs <= mine:
-                    continue
-                if theirs == mine and other > code:
-                    continue  # two parameters with one expression: the first code stores the rows
+                if other == code or osp.type != sp.type or osp.custom or not theirs or not theirs <= mine:
+                    continue  # (a custom parameter can be replaced or dropped later: it never stands in)
+                if theirs == mine and not sp.custom and other > code:
+                    continue  # two base parameters with one expression: the first code stores the rows
                 if sp.type == "composite" and (comps[code] is None or comps[code] != comps[other]):
                     continue
                 candidates.append((len(theirs), other))

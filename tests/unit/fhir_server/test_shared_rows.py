@@ -114,3 +114,20 @@ def test_a_custom_union_parameter_is_searched_through_its_branches(services_fact
     assert _search(services, "code-or-category=vital-signs") == ["bp"]  # its category
     assert _search(services, "code-or-category:not=vital-signs") == []
     assert _search(services, "code-or-category=8480-6") == []  # a component code is neither
+
+
+def test_a_custom_parameter_never_stands_in_for_another(services_factory: Any) -> None:
+    services = services_factory()
+    created = services.router.handle(FhirRequest("POST", "SearchParameter", resource={
+        "resourceType": "SearchParameter", "url": "http://example.org/sp/a-code", "name": "ACode",
+        "status": "active", "description": "code again", "code": "a-code", "base": ["Observation"],
+        "type": "token", "expression": "Observation.code"}))  # sorts before "code", same expression
+    assert created.status == 201, created.resource
+    registry: SearchParamRegistry = services.repo.registry
+    shared = services.repo.extractor.shared
+    code, a_code = registry.get("Observation", "code"), registry.get("Observation", "a-code")
+    assert code is not None and a_code is not None
+    assert shared.of("Observation", code).covered_by == ()  # still writes its own rows
+    assert [q.code for q in shared.of("Observation", a_code).covered_by] == ["code"]
+    assert sorted(q.code for q in shared.of("Observation", registry.get("Observation", "combo-code")).covered_by
+                  ) == ["code", "component-code"]
