@@ -139,6 +139,8 @@ _INDEX_COLUMNS = {
     "composite": ("hash_identity", "c1_sys_value", "c1_value", "c2_sys_value", "c2_value", "c2_num",
                   "c2_units", "c2_low", "c2_high"),
 }
+_INSERT_INDEX = {sqlite: {kind: _row_insert(T.INDEX_TABLES[kind].name, ("res_pk", *columns), sqlite)
+                          for kind, columns in _INDEX_COLUMNS.items()} for sqlite in (True, False)}
 
 
 
@@ -523,7 +525,7 @@ class SqlFhirRepository(JobStore):
         return WriteResult(stored, created=False)
 
     def _insert_sql(self, kind: str) -> str:
-        return _row_insert(T.INDEX_TABLES[kind].name, ("res_pk", *_INDEX_COLUMNS[kind]), self.sqlite)
+        return _INSERT_INDEX[self.sqlite][kind]
 
     def _copy_rows(self, conn: Connection, kind: str, rows: list[tuple[Any, ...]]) -> None:
         driver = conn.connection.driver_connection  # psycopg, inside this same transaction

@@ -19,7 +19,7 @@ from fhir_server.storage import tables as T
 Cond = ColumnElement[bool]
 
 
-def sort_expr(key: SortKey, r: Any, shared: SharedRows | None = None) -> Any:
+def sort_expr(key: SortKey, r: Any, shared: SharedRows) -> Any:
     if key.name == "_id":
         return r.c.fhir_id
     if key.name == "_lastUpdated":
@@ -27,7 +27,7 @@ def sort_expr(key: SortKey, r: Any, shared: SharedRows | None = None) -> Any:
     sp = key.param
     assert sp is not None
     rt_ident = [identity(t, code) for t in sp.base
-                for code in (sp.code, *[q.code for q in (shared.of(t, sp).covered_by if shared else ())])]
+                for code in (sp.code, *[q.code for q in shared.of(t, sp).covered_by])]
     agg = func.max if key.descending else func.min
     sentinel: Any
     if sp.type == "date":

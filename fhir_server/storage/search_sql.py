@@ -428,18 +428,17 @@ class SqlSearch:
             raise bad_request(f"Search on parameter type {sp.type} ({sp.code}) is not supported")
         if c.modifier == "not" and sp.type == "token":
             positive = Criterion("param", c.resource_type, sp, None, c.values, value_set_codes=None)
-            return not_(self._shared(self._token, positive, covered, r))
+            return not_(self._shared(self._token, positive, ident, covered, r))
         if c.modifier in ("not-in",):
             positive = Criterion("param", c.resource_type, sp, "in", c.values, value_set_codes=c.value_set_codes)
-            return not_(self._shared(self._token, positive, covered, r))
-        return self._shared(handler, c, covered, r)
+            return not_(self._shared(self._token, positive, ident, covered, r))
+        return self._shared(handler, c, ident, covered, r)
 
     @staticmethod
-    def _shared(handler: Callable[[Criterion, int, Any], Cond], c: Criterion, covered: tuple[SearchParam, ...],
-                r: Any) -> Cond:
-        """``c`` on its own rows, or on the rows of a parameter that covers some of its branches."""
-        assert c.param is not None
-        own = handler(c, identity(c.resource_type, c.param.code), r)
+    def _shared(handler: Callable[[Criterion, int, Any], Cond], c: Criterion, ident: int,
+                covered: tuple[SearchParam, ...], r: Any) -> Cond:
+        """``c`` on its own rows (``ident``), or on the rows of a parameter that covers some of its branches."""
+        own = handler(c, ident, r)
         if not covered:
             return own
         return or_(own, *[handler(replace(c, param=q), identity(c.resource_type, q.code), r) for q in covered])
