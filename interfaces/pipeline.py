@@ -38,7 +38,7 @@ from interfaces.ack import (
 )
 from interfaces.er7 import Encoding, Er7Error, Er7Message
 from interfaces.parsing import SUPPORTED_VERSIONS, Header, parse
-from interfaces.prepare import Mapped, PreparePool, map_message
+from interfaces.prepare import Mapped, PreparePool, loads_mapped, map_message
 from interfaces.store import MessageStore
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class _Pending:
     msg_id: int = 0
     acks: list[bytes] = field(default_factory=list)
     result: IngestResult | None = None
-    prepared: Future[Mapped] | None = None  # a worker mapping it
+    prepared: Future[bytes] | None = None  # a worker mapping it (its result pickled)
     deferred: bool = False  # its control id was still being applied when it arrived: received after that
     done: Future[IngestResult] = field(default_factory=Future)
 
@@ -443,12 +443,12 @@ class Hl7Pipeline:
         return IngestResult(msg_id, status, code, [ack] if send else [], resources or [])
 
     @staticmethod
-    def _mapped(future: Future[Mapped] | None) -> Mapped | None:
+    def _mapped(future: Future[bytes] | None) -> Mapped | None:
         """A worker's result; None (map in this thread) when there was no worker or it failed."""
         if future is None:
             return None
         try:
-            return future.result()
+            return loads_mapped(future.result())
         except Exception:  # noqa: BLE001 - a worker died (or the pool broke): the writer maps it itself
             log.exception("HL7v2 prepare worker failed; mapping in the writer's thread")
             return None

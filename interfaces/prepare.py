@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import pickle
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from fhir_server.interactions.prepared import PreparedBundle, prepare_bundle
+from fhir_server.interactions.prepared import PreparedBundle, PrepareMemo, prepare_bundle
 from fhir_server.search.registry import SearchParamRegistry
 from interfaces.er7 import Er7Message
 from interfaces.mapping import MappingError, UnsupportedMessage, map_to_bundle
@@ -74,6 +75,7 @@ def _init_worker(registrations: list[dict[str, Any]], base_url: str | None, vali
 
     _worker["extractor"] = Extractor(SearchParamRegistry.replay_of(registrations), base_url)
     _worker["validate"] = validate
+    _worker["memo"] = PrepareMemo()
     os.nice(WORKER_NICE)
     threading.Thread(target=exit_with_parent, args=(os.getppid(),), daemon=True).start()
 
@@ -85,11 +87,27 @@ def exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
-def _map_and_prepare(raw: bytes, msg_id: int) -> Mapped:
+def _map_and_prepare(raw: bytes, msg_id: int) -> bytes:
+    """The message mapped and prepared, pickled here: see ``loads_mapped``."""
     msg, header = parse(raw)  # the pipeline parsed it already (and ran any validating parser)
     mapped = map_message(msg, header, msg_id)
     if mapped.bundle is not None:
-        mapped.prepared = prepare_bundle(mapped.bundle, _worker["extractor"], validate=_worker["validate"])
+        mapped.prepared = prepare_bundle(mapped.bundle, _worker["extractor"], validate=_worker["validate"],
+                                         memo=_worker["memo"])
+    return pickle.dumps(mapped, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def loads_mapped(data: bytes) -> Mapped:
+    """A worker's result, unpickled by the writer thread when it takes the message.
+
+    Returned as a plain object, it would be unpickled by the executor's result thread, holding the GIL for
+    ~0.2 ms at moments the writer thread wants it back after a SQLite call: the writer's flushes took ~1 ms
+    longer per message with a worker than without (bench/RESULTS.md). Unpickled by the writer, the same
+    work costs the writer only itself. (Pickle from our own worker process: not untrusted input.)
+    """
+    mapped = pickle.loads(data)  # noqa: S301
+    if not isinstance(mapped, Mapped):
+        raise TypeError(f"a prepare worker returned {type(mapped).__name__}")
     return mapped
 
 
@@ -138,8 +156,9 @@ class PreparePool:
             procs = getattr(self._executor, "_processes", None) or {}
             return sorted(procs)
 
-    def submit(self, raw: bytes, msg_id: int) -> Future[Mapped] | None:
-        """The message's mapping, underway; None when the pool is unusable (the caller maps it itself)."""
+    def submit(self, raw: bytes, msg_id: int) -> Future[bytes] | None:
+        """The message's mapping (pickled, for ``loads_mapped``), underway; None when the pool is unusable
+        (the caller maps it itself)."""
         try:
             return self._pool().submit(_map_and_prepare, raw, msg_id)
         except Exception:  # noqa: BLE001 - a broken or closed pool: map in-process, rebuild next time

@@ -9,6 +9,7 @@ resolved by search. Batches run each entry on its own and report each outcome.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -20,7 +21,7 @@ from fhir_server.interactions.prepared import (
     CONDITIONAL_REF,
     PreparedBundle,
     fixed_index,
-    replace_references,
+    resolved_entry,
     trusted_validation,
 )
 from fhir_server.model import FhirRequest, FhirResponse, Headers, JsonDict
@@ -29,6 +30,7 @@ from fhir_server.repository import FhirRepository, StoredResource
 if TYPE_CHECKING:
     from fhir_server.router import FhirRouter
 
+_PLAIN_PATH = re.compile(r"[A-Za-z][A-Za-z0-9._/-]*")
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content", 304: "304 Not Modified",
                400: "400 Bad Request", 401: "401 Unauthorized", 403: "403 Forbidden", 404: "404 Not Found",
@@ -66,7 +68,11 @@ def _entry_request(req: FhirRequest, entry: JsonDict) -> FhirRequest:
     base = req.context.base_url.rstrip("/")
     if url.startswith(base + "/"):
         url = url[len(base) + 1:]
-    parts = urlsplit(url)
+    if _PLAIN_PATH.fullmatch(url):  # "Type" or "Type/id" (most entries): nothing to split
+        path, query = url, []
+    else:
+        parts = urlsplit(url)
+        path, query = parts.path, parse_qsl(parts.query, keep_blank_values=True)
     headers = Headers()
     for field, header in (("ifMatch", "If-Match"), ("ifNoneMatch", "If-None-Match"),
                           ("ifNoneExist", "If-None-Exist"), ("ifModifiedSince", "If-Modified-Since")):
@@ -75,7 +81,7 @@ def _entry_request(req: FhirRequest, entry: JsonDict) -> FhirRequest:
     if req.headers.get("prefer"):
         headers["Prefer"] = req.headers["prefer"]
     resource = entry.get("resource")
-    return FhirRequest(r["method"], parts.path, parse_qsl(parts.query, keep_blank_values=True), headers,
+    return FhirRequest(r["method"], path, query, headers,
                        resource=resource if isinstance(resource, dict) else None, context=req.context)
 
 
@@ -207,7 +213,8 @@ def _transaction(router: FhirRouter, req: FhirRequest, repo: FhirRepository, ent
                 prefetch(keys)
             offer = getattr(uow, "offer_index", None) if prepared is not None else None
             for i in order:
-                e = replace_references(entries[i], mapping) if mapping else entries[i]
+                ahead = prepared.entries[i] if prepared is not None else None
+                e = resolved_entry(entries[i], mapping, ahead) if mapping else entries[i]
                 sub = _entry_request(req, e)
                 target = None
                 if i in assigned:
@@ -228,11 +235,10 @@ def _transaction(router: FhirRouter, req: FhirRequest, repo: FhirRepository, ent
                     target = (sub.path.split("/")[0], sub.path.split("/")[1])
                 offered = None
                 if prepared is not None:
-                    entry = prepared.entries[i]
-                    sub.prevalidated = trusted_validation(entry, router.terminology)
+                    sub.prevalidated = trusted_validation(ahead, router.terminology)
                     if offer is not None and target is not None:
                         offered = target
-                        offer(*target, fixed_index(entry, mapping))
+                        offer(*target, fixed_index(ahead, mapping))
                 try:
                     if i in assigned and sub.method == "POST":
                         resp = router.create_with_id(sub, uow, assigned[i])

@@ -15,8 +15,11 @@ The transaction trusts a prepared entry only when its assumptions still hold (``
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+import orjson
 
 from fhir_server.definitions import get_model
 from fhir_server.search.extract import Extractor, IndexRows
@@ -29,11 +32,16 @@ PLACEHOLDER = "ph."  # a placeholder id: "ph." + the entry's uuid (a valid FHIR 
 Lookup = tuple[str, str | None, str, bool | None]  # required binding: (value set, system, code, verdict used)
 
 
+_CONTAINERS = (dict, list)  # a tuple: isinstance with a union type is slower in these hot walks
+RefPath = tuple[str | int, ...]  # where a ``reference`` string sits in a resource: keys and list indexes
+
+
 @dataclass
 class PreparedEntry:
     validated: bool  # passed validation (with the verdicts in ``lookups``)
     index: IndexRows | None  # rows extracted with placeholder ids, or None when not prepared
     lookups: tuple[Lookup, ...] = ()
+    references: tuple[tuple[RefPath, str], ...] | None = None  # every ``reference`` in the resource, by path
 
 
 @dataclass
@@ -56,24 +64,22 @@ class _RecordingBindings(BindingChecker):
         return verdict
 
 
-def _references(node: Any, out: list[str]) -> bool:
-    """Collect every ``reference`` string; False when a narrative mentions a ``urn:`` (it would be rewritten)."""
+def _references(node: Any, out: list[tuple[RefPath, str]], path: RefPath = ()) -> bool:
+    """Collect every ``reference`` string with its path; False when a narrative mentions a ``urn:`` (it
+    would be rewritten)."""
     if isinstance(node, dict):
         ok = True
         for k, v in node.items():
             if k == "reference" and isinstance(v, str):
-                out.append(v)
+                out.append(((*path, k), v))
             elif k == "div" and isinstance(v, str) and "urn:" in v:
                 ok = False
-            elif isinstance(v, dict | list):
-                ok = _references(v, out) and ok
+            elif isinstance(v, _CONTAINERS):
+                ok = _references(v, out, (*path, k)) and ok
         return ok
     if isinstance(node, list):
-        return all([_references(v, out) for v in node])
+        return all([_references(v, out, (*path, i)) for i, v in enumerate(node)])
     return True
-
-
-_CONTAINERS = (dict, list)  # a tuple: isinstance with a union type is slower in this hot walk
 
 
 def replace_references(node: Any, mapping: dict[str, str]) -> Any:
@@ -114,7 +120,34 @@ def replace_references(node: Any, mapping: dict[str, str]) -> Any:
     return node
 
 
-def prepare_bundle(bundle: dict[str, Any], extractor: Extractor, *, validate: bool = True) -> PreparedBundle:
+class PrepareMemo:
+    """Prepared entries of resources that stand alone (no reference to another entry), by content.
+
+    HL7v2 feeds repeat them in message after message (the PID's Patient, the attending Practitioner):
+    with a memo a worker validates and indexes each version once. An entry is a function of the resource,
+    the method and the search parameters (part of the key); binding verdicts are confirmed at write time.
+    """
+
+    def __init__(self, size: int = 2048) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple[Any, ...], PreparedEntry] = OrderedDict()
+        self.hits = 0
+
+    def get(self, key: tuple[Any, ...]) -> PreparedEntry | None:
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+            self.hits += 1
+        return entry
+
+    def put(self, key: tuple[Any, ...], entry: PreparedEntry) -> None:
+        self._entries[key] = entry
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+
+def prepare_bundle(bundle: dict[str, Any], extractor: Extractor, *, validate: bool = True,
+                   memo: PrepareMemo | None = None) -> PreparedBundle:
     """Validate and extract every POST/PUT entry of a transaction Bundle that does not depend on the database."""
     entries = bundle.get("entry") or []
     stand_ins: dict[str, str] = {}
@@ -128,14 +161,22 @@ def prepare_bundle(bundle: dict[str, Any], extractor: Extractor, *, validate: bo
     for e in entries:
         res = e.get("resource")
         method = str((e.get("request") or {}).get("method", "")).upper()
-        refs: list[str] = []
-        plain = _references(res, refs)  # (walks all of it either way)
+        found: list[tuple[RefPath, str]] = []
+        plain = _references(res, found)  # (walks all of it either way)
+        refs = [r for _, r in found]
         conditional.extend(r for r in refs if CONDITIONAL_REF.match(r))
         if not isinstance(res, dict) or method not in ("POST", "PUT") or not plain \
                 or any(r.startswith("urn:") and r not in stand_ins or "?" in r for r in refs):
             out.entries.append(None)
             continue
-        view = replace_references(res, stand_ins)  # no narrative mentions a urn: (checked above)
+        key = _memo_key(res, method, validate, extractor) if memo is not None \
+            and not any(r in stand_ins for r in refs) else None
+        if key is not None and memo is not None:
+            known = memo.get(key)
+            if known is not None:
+                out.entries.append(known)
+                continue
+        view = _rewrite_paths(res, found, stand_ins)  # no narrative mentions a urn: (checked above)
         validated: bool = False
         lookups: tuple[Lookup, ...] = ()
         if validate:
@@ -149,8 +190,55 @@ def prepare_bundle(bundle: dict[str, Any], extractor: Extractor, *, validate: bo
             issues = validate_resource(subject, mode=mode, bindings=bindings)
             validated = not any(i.severity in ("error", "fatal") for i in issues)
             lookups = tuple(bindings.lookups)
-        out.entries.append(PreparedEntry(validated, extractor.extract(view), lookups))
+        prepared = PreparedEntry(validated, extractor.extract(view), lookups, tuple(found))
+        if key is not None and memo is not None:
+            memo.put(key, prepared)
+        out.entries.append(prepared)
     return out
+
+
+def _memo_key(res: dict[str, Any], method: str, validate: bool, extractor: Extractor) -> tuple[Any, ...] | None:
+    try:
+        return extractor.registry.version, validate, method, orjson.dumps(res, option=orjson.OPT_SORT_KEYS)
+    except (orjson.JSONEncodeError, TypeError):  # not plain JSON (a client's odd number): not remembered
+        return None
+
+
+def resolved_entry(entry: dict[str, Any], mapping: dict[str, str], prepared: PreparedEntry | None) -> dict[str, Any]:
+    """``replace_references(entry, mapping)``; for a prepared entry only along the paths it recorded.
+
+    A prepared resource's narrative mentions no ``urn:`` and its references were all found ahead, so
+    rewriting them by path gives the same result without walking the whole resource again.
+    """
+    resource = entry.get("resource")
+    if prepared is None or prepared.references is None or not isinstance(resource, dict):
+        return replace_references(entry, mapping)
+    rewritten = _rewrite_paths(resource, prepared.references, mapping)
+    return entry if rewritten is resource else {**entry, "resource": rewritten}
+
+
+def _rewrite_paths(resource: dict[str, Any], references: tuple[tuple[RefPath, str], ...] | list[tuple[RefPath, str]],
+                   mapping: dict[str, str]) -> dict[str, Any]:
+    """``resource`` with the references at these paths mapped; copies only the containers on changed paths."""
+    root: dict[str, Any] | None = None
+    fresh: set[int] = set()  # containers already copied
+    for path, ref in references:
+        new = mapping.get(ref)
+        if new is None or new == ref:
+            continue
+        if root is None:
+            root = dict(resource)
+            fresh.add(id(root))
+        node: Any = root
+        for key in path[:-1]:
+            child = node[key]
+            if id(child) not in fresh:
+                child = dict(child) if isinstance(child, dict) else list(child)
+                node[key] = child
+                fresh.add(id(child))
+            node = child
+        node[path[-1]] = new
+    return resource if root is None else root
 
 
 def trusted_validation(entry: PreparedEntry | None, terminology: Terminology | None) -> bool:
@@ -168,12 +256,14 @@ def fixed_index(entry: PreparedEntry | None, mapping: dict[str, str]) -> IndexRo
     if entry is None or entry.index is None:
         return None
     rows = entry.index
-    fixed: list[tuple[int, str | None, str | None, str | None]] = []
-    for ident, rtype, rid, url in rows.reference:
+    fixed: list[tuple[int, str | None, str | None, str | None]] | None = None
+    for k, (ident, rtype, rid, url) in enumerate(rows.reference):
         if rid is not None and rid.startswith(PLACEHOLDER):
             target = mapping.get("urn:uuid:" + rid[len(PLACEHOLDER):])
             if target is None or "/" not in target:
                 return None
             rtype, rid = target.split("/", 1)
-        fixed.append((ident, rtype, rid, url))
-    return replace(rows, reference=fixed)
+            if fixed is None:
+                fixed = list(rows.reference)
+            fixed[k] = (ident, rtype, rid, url)
+    return rows if fixed is None else replace(rows, reference=fixed)

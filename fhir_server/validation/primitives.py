@@ -12,7 +12,7 @@ import binascii
 import re
 from collections.abc import Callable
 from datetime import date
-from functools import cache
+from functools import cache, lru_cache
 
 from fhir_server.definitions import get_model
 
@@ -114,6 +114,16 @@ def check_primitive(type_code: str, value: object) -> str | None:
         return check_xhtml(value)
     if len(value) > MAX_STRING:
         return f"value is longer than permitted maximum length of 1 MB ({MAX_STRING} bytes)"
+    if len(value) <= _MEMO_MAX_LEN:
+        return _check_text_memo(type_code, value)
+    return _check_text(type_code, value)
+
+
+# Short strings repeat across resources (systems, codes, units, statuses): their verdicts are remembered.
+_MEMO_MAX_LEN = 128
+
+
+def _check_text(type_code: str, value: str) -> str | None:
     checker = _EXTRA.get(type_code)
     regex = _regex(type_code)
     if regex is not None and not regex.fullmatch(value):
@@ -148,6 +158,8 @@ def _check_string(value: str) -> str | None:
         return "A string value must not be empty or only whitespace"
     return None
 
+
+_check_text_memo = lru_cache(maxsize=8192)(_check_text)
 
 _EXTRA: dict[str, Callable[[str], str | None]] = {
     "date": _check_date,

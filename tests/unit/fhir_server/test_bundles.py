@@ -118,3 +118,19 @@ def test_response_last_modified_is_the_exact_instant_and_minimal_keeps_it(servic
     response = minimal["entry"][0]["response"]
     assert "resource" not in minimal["entry"][0]
     assert response["lastModified"].endswith("Z") and response["status"] == "201 Created"
+
+
+def test_entry_urls_plain_or_with_a_query_reach_the_same_interaction(services: Any) -> None:
+    """Plain ``Type/id`` entry URLs skip URL parsing; every other form is split as a URL."""
+    created = post_bundle(services, {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "url-forms", "gender": "female"},
+         "request": {"method": "PUT", "url": "Patient/url-forms"}}]}).resource
+    assert created["entry"][0]["response"]["status"] == "201 Created"
+    urls = ["Patient/url-forms", "Patient?_id=url-forms", "Patient/url-forms?_format=json",
+            "Patient/url-forms#frag", "Patient/url-forms/_history/1", "Patient/url%2Dforms"]
+    out = post_bundle(services, {"resourceType": "Bundle", "type": "batch",
+                                 "entry": [{"request": {"method": "GET", "url": u}} for u in urls]}).resource
+    statuses = [e["response"]["status"] for e in out["entry"]]
+    assert statuses[:5] == ["200 OK"] * 5, statuses
+    assert out["entry"][1]["resource"]["total"] == 1  # the query reached the search
+    assert statuses[5].startswith("400")  # a percent-encoded id is not decoded into another resource's id

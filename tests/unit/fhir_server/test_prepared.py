@@ -12,9 +12,11 @@ import pytest
 from fhir_server.interactions.prepared import (
     PLACEHOLDER,
     PreparedEntry,
+    PrepareMemo,
     fixed_index,
     prepare_bundle,
     replace_references,
+    resolved_entry,
     trusted_validation,
 )
 from fhir_server.search.extract import Extractor
@@ -70,6 +72,54 @@ def test_prepared_rows_and_validation_equal_the_transactions_own(source, extract
             assert entry.validated == (not has_errors(validate_resource(subject, mode=mode)))
             compared += 1
     assert compared > (100 if source == "synthea" else 20)
+
+
+@pytest.mark.parametrize("source", ["synthea", "hl7v2"])
+def test_references_rewritten_by_recorded_path_equal_the_full_walk(source, extractor):
+    bundles = synthea_bundles(2) if source == "synthea" else hl7_bundles()
+    rewritten = 0
+    for bundle in bundles:
+        before = json.dumps(bundle)
+        prepared = prepare_bundle(bundle, extractor)
+        mapping = resolved(bundle)
+        for e, entry in zip(bundle["entry"], prepared.entries, strict=True):
+            fast = resolved_entry(e, mapping, entry)
+            assert fast == replace_references(e, mapping)
+            if entry is not None and fast is not e:
+                rewritten += 1
+                assert fast["resource"] is not e["resource"]
+        assert json.dumps(bundle) == before  # the Bundle itself is never modified
+    assert rewritten > 10
+    # an entry nothing maps is returned as it is, not copied
+    e = bundles[0]["entry"][0]
+    assert resolved_entry(e, {}, prepare_bundle(bundles[0], extractor).entries[0]) is e
+
+
+def test_memo_prepares_a_repeated_stand_alone_resource_once(extractor):
+    bundle = hl7_bundles()[0]
+    memo = PrepareMemo(size=64)
+    first = prepare_bundle(bundle, extractor, memo=memo)
+    assert memo.hits == 0
+    again = prepare_bundle(json.loads(json.dumps(bundle)), extractor, memo=memo)  # the next message, same PID
+    assert again == first  # the same work, whichever way it was obtained
+    patient = next(i for i, e in enumerate(bundle["entry"]) if e["resource"]["resourceType"] == "Patient")
+    assert again.entries[patient] is first.entries[patient]
+    # entries referring to another entry (placeholders differ per message) are never remembered
+    linked = [i for i, e in enumerate(bundle["entry"]) if "urn:uuid:" in json.dumps(e["resource"])]
+    assert linked and all(again.entries[i] is not first.entries[i] for i in linked)
+    standalone = len(bundle["entry"]) - len(linked) - sum(1 for x in first.entries if x is None)
+    assert standalone >= 1 and memo.hits == standalone
+    # a changed resource is prepared again (the others still come from the memo), and an invalid one
+    # stays invalid when it comes from the memo
+    changed = json.loads(json.dumps(bundle))
+    changed["entry"][patient]["resource"]["gender"] = "not-a-gender"
+    entry = prepare_bundle(changed, extractor, memo=memo).entries[patient]
+    assert entry is not None and not entry.validated and memo.hits == 2 * standalone - 1
+    entry = prepare_bundle(changed, extractor, memo=memo).entries[patient]
+    assert entry is not None and not entry.validated and memo.hits == 3 * standalone - 1
+    small = PrepareMemo(size=1)
+    prepare_bundle(bundle, extractor, memo=small)
+    assert len(small._entries) == 1
 
 
 def test_placeholders_stand_in_for_urn_references_so_patient_parameters_are_indexed(extractor):
