@@ -25,7 +25,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from fhir_server.interactions.prepared import PreparedBundle
+from fhir_server.interactions.prepared import PreparedBundle, with_token_value
 from fhir_server.repository import PartialStepWrite
 from interfaces.ack import (
     ERR_INTERNAL,
@@ -37,6 +37,7 @@ from interfaces.ack import (
     wants_ack,
 )
 from interfaces.er7 import Encoding, Er7Error, Er7Message
+from interfaces.mapping.builder import MESSAGE_ID_SYSTEM, PENDING_STORE_ID, stamp_store_id
 from interfaces.parsing import SUPPORTED_VERSIONS, Header, parse
 from interfaces.prepare import Mapped, PreparePool, loads_mapped, map_message
 from interfaces.store import MessageStore
@@ -157,6 +158,13 @@ class Hl7Pipeline:
     def submit(self, items: Sequence[tuple[bytes, str, OnCommit | None]]) -> list[Future[IngestResult]]:
         """Queue messages for the writer thread; each future resolves (with its ACKs) after its commit."""
         pending = [self._parse(raw, source, cb) for raw, source, cb in items]
+        pool = self.prepare_pool
+        if pool is not None:  # workers map while the writer stores (the store id is stamped in later)
+            for p in pending:
+                if p.reject is None:
+                    p.prepared = pool.submit(p.raw, PENDING_STORE_ID)
+                    if p.prepared is not None:
+                        p.prepared.add_done_callback(self._wake)
         with self._cv:
             if self._writer is None or not self._writer.is_alive():
                 self._writer = threading.Thread(target=self._write_loop, name="hl7-writer", daemon=True)
@@ -278,16 +286,9 @@ class Hl7Pipeline:
             p.msg_id, p.result, p.deferred = 0, None, False
 
     def _received_committed(self, queued: list[_Pending]) -> None:
-        """After the commit that stored ``queued``: commit ACKs, workers start mapping, the writer's queue."""
+        """After the commit that stored ``queued``: commit ACKs, the writer's queue."""
         todo = [p for p in queued if not p.deferred]
         self._committed(todo)
-        # workers map the messages while the writer is busy; one lone message is mapped by the writer
-        pool = self.prepare_pool
-        if pool is not None and len(todo) + len(self._received) > 1:
-            for p in todo:
-                p.prepared = pool.submit(p.raw, p.msg_id)
-                if p.prepared is not None:
-                    p.prepared.add_done_callback(self._wake)
         self._received.extend(queued)
 
     def _wake(self, _future: Any) -> None:
@@ -335,7 +336,7 @@ class Hl7Pipeline:
                     with self.group.transaction() as tx:
                         queued = self._store_arrivals(arrivals, tx.connection, todo) if arrivals else []
                         results = [self._process(p.msg_id, p.msg, p.header, tx.apply, tx.connection,
-                                                 self._mapped(p.prepared))
+                                                 self._mapped(p))
                                    for p in todo if p.msg is not None and p.header is not None]
                     for p, r in zip(todo, results, strict=True):
                         p.result = r
@@ -443,15 +444,23 @@ class Hl7Pipeline:
         return IngestResult(msg_id, status, code, [ack] if send else [], resources or [])
 
     @staticmethod
-    def _mapped(future: Future[bytes] | None) -> Mapped | None:
-        """A worker's result; None (map in this thread) when there was no worker or it failed."""
-        if future is None:
+    def _mapped(p: _Pending) -> Mapped | None:
+        """A worker's result, with the message's store id; None (map in this thread) when there was no worker
+        or it failed."""
+        if p.prepared is None:
             return None
         try:
-            return loads_mapped(future.result())
+            mapped = loads_mapped(p.prepared.result())
         except Exception:  # noqa: BLE001 - a worker died (or the pool broke): the writer maps it itself
             log.exception("HL7v2 prepare worker failed; mapping in the writer's thread")
             return None
+        i = stamp_store_id(mapped.bundle, p.msg_id) if mapped.bundle is not None else None
+        entry = mapped.prepared.entries[i] if mapped.prepared is not None and i is not None else None
+        if entry is not None and mapped.prepared is not None and i is not None:
+            # its index rows hold the pending id too (Provenance?entity:identifier)
+            mapped.prepared.entries[i] = with_token_value(entry, MESSAGE_ID_SYSTEM, str(PENDING_STORE_ID),
+                                                          str(p.msg_id))
+        return mapped
 
     def _process(
         self,

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from fhir_server.definitions import get_model
-from fhir_server.search.extract import Extractor, IndexRows
+from fhir_server.search.extract import Extractor, IndexRows, token_row
 from fhir_server.validation import validate_resource
 from fhir_server.validation.bindings import BindingChecker, Terminology
 
@@ -239,6 +239,18 @@ def _rewrite_paths(resource: dict[str, Any], references: tuple[tuple[RefPath, st
             node = child
         node[path[-1]] = new
     return resource if root is None else root
+
+
+def with_token_value(entry: PreparedEntry, system: str, old: str, new: str) -> PreparedEntry | None:
+    """``entry`` as if its resource had ``new`` where it has the identifier value ``system|old``: its
+    ``system|old`` token rows rebuilt for ``new``; None (extract again) when another kind of row holds ``old``."""
+    rows = entry.index
+    if rows is None:
+        return entry
+    if old in rows.content or any(old in r for r in rows.text) or any(old in r[1:] for r in rows.string):
+        return None
+    token = [token_row(r[0], system, new) if r[3] == system and r[4] == old else r for r in rows.token]
+    return replace(entry, index=replace(rows, token=token))
 
 
 def trusted_validation(entry: PreparedEntry | None, terminology: Terminology | None) -> bool:

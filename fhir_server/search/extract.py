@@ -56,6 +56,12 @@ def identity(resource_type: str, code: str) -> int:
     return h64(resource_type, code)
 
 
+def token_row(ident: int, system: str | None, code: str) -> tuple[int, int, int, str | None, str]:
+    """One ``idx_token`` row: the parameter, the hashes of system|code and of code, the values."""
+    sident = str(ident)
+    return ident, h64(sident, system or "", code), h64(sident, code), system, code[:STRING_MAX]
+
+
 # ---------------------------------------------------------------- evaluation
 def walk(steps: list[dict[str, Any]], start: list[Node]) -> list[Node]:
     nodes = start
@@ -286,7 +292,6 @@ class Extractor:
         elif kind == "token":
             text_ident = identity(rt, sp.code + ":text")
             type_ident = identity(rt, sp.code + ":of-type")
-            sident = str(ident)
             texts: set[str] = set()  # a coding's display is often the concept's text too: one row each
 
             def add_text(s: str) -> None:
@@ -297,8 +302,7 @@ class Extractor:
             for val, t in nodes:
                 for system, code, display in tokens_of(val, t):
                     if code != "":
-                        rows.token.append((ident, h64(sident, system or "", code), h64(sident, code),
-                                           system, code[:STRING_MAX]))
+                        rows.token.append(token_row(ident, system, code))
                     if display:
                         add_text(display)
                 if t == "Identifier" and isinstance(val, dict) and val.get("value") is not None:
@@ -316,10 +320,7 @@ class Extractor:
                     rows.reference.append((ident, *ref))
                 ident_val = val.get("identifier") if isinstance(val, dict) else None
                 if isinstance(ident_val, dict) and ident_val.get("value") is not None:
-                    system, code = ident_val.get("system"), str(ident_val["value"])
-                    s = str(id_ident)
-                    rows.token.append((id_ident, h64(s, system or "", code), h64(s, code),
-                                       system, code[:STRING_MAX]))
+                    rows.token.append(token_row(id_ident, ident_val.get("system"), str(ident_val["value"])))
         elif kind == "date":
             for val, t in nodes:
                 for lo, hi in dates_of(val, t):

@@ -23,6 +23,9 @@ from interfaces.parsing import Header
 
 JsonDict = dict[str, Any]
 MESSAGE_ID_SYSTEM = "urn:digitalfront:hl7v2:message"
+# The store id a message is mapped with before the store has given it one (store ids start at 1): the
+# pipeline's workers map a message while the writer stores it, and ``stamp_store_id`` puts the real one in.
+PENDING_STORE_ID = 0
 
 
 class MappingError(Exception):
@@ -145,3 +148,18 @@ def _now() -> str:
     from datetime import UTC, datetime
 
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def stamp_store_id(bundle: JsonDict, store_id: int) -> int | None:
+    """Put ``store_id`` into the Provenance of a Bundle mapped with ``PENDING_STORE_ID`` (changed in place);
+    the index of the entry it changed, or None when there was nothing pending."""
+    for i, e in enumerate(bundle.get("entry") or []):
+        res = e.get("resource") or {}
+        if res.get("resourceType") != "Provenance":
+            continue
+        for entity in res.get("entity") or []:
+            ident = (entity.get("what") or {}).get("identifier") or {}
+            if ident.get("system") == MESSAGE_ID_SYSTEM and ident.get("value") == str(PENDING_STORE_ID):
+                ident["value"] = str(store_id)
+                return i
+    return None

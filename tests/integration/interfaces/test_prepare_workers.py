@@ -51,6 +51,14 @@ def test_prepared_work_is_used_and_the_results_are_searchable(services, monkeypa
     patient = services.client.search("Patient", [("identifier", "urn:oid:1.2.3|810")])[0]
     assert len(services.client.search("Observation", [("patient", f"Patient/{patient['id']}")])) == 48
     assert len(services.client.search("Encounter", [("subject", f"Patient/{patient['id']}")])) == 1
+    # the workers mapped each message before the store gave it an id: its Provenance has the id all the same
+    for r in results:
+        prov = services.client.search("Provenance", [("entity:identifier",
+                                                       f"urn:digitalfront:hl7v2:message|{r.message_id}")])
+        assert len(prov) == 1
+        assert prov[0]["entity"][0]["what"]["identifier"]["value"] == str(r.message_id)
+        assert sorted(f"{t['reference']}" for t in prov[0]["target"]) == sorted(r.resources[:-1])
+    assert not services.client.search("Provenance", [("entity:identifier", "urn:digitalfront:hl7v2:message|0")])
 
 
 def test_a_killed_worker_costs_speed_not_messages(services):

@@ -18,6 +18,7 @@ from fhir_server.interactions.prepared import (
     replace_references,
     resolved_entry,
     trusted_validation,
+    with_token_value,
 )
 from fhir_server.search.extract import Extractor
 from fhir_server.search.registry import SearchParamRegistry
@@ -251,3 +252,22 @@ def test_conditional_references_found_ahead_are_the_ones_the_transaction_resolve
     pid = services.client.search("Patient", [("identifier", "urn:mrn|c1")])[0]["id"]
     stored = services.client.search("Observation", [("subject", f"Patient/{pid}")])
     assert len(stored) == 1 and stored[0]["contained"][0]["target"][0]["reference"] == f"Patient/{pid}"
+
+
+def test_a_token_value_changed_after_preparing_gets_the_rows_extraction_would_give(extractor):
+    prov = {"resourceType": "Provenance", "target": [{"reference": "Patient/p1"}], "recorded": "2024-01-01T00:00:00Z",
+            "agent": [{"who": {"display": "x"}}],
+            "entity": [{"role": "source", "what": {"identifier": {"system": "urn:msg", "value": "0"}}}]}
+    bundle = {"resourceType": "Bundle", "type": "transaction",
+              "entry": [{"resource": prov, "request": {"method": "POST", "url": "Provenance"}}]}
+    entry = prepare_bundle(bundle, extractor).entries[0]
+    assert entry is not None
+    changed = with_token_value(entry, "urn:msg", "0", "4711")
+    final = json.loads(json.dumps(prov))
+    final["entity"][0]["what"]["identifier"]["value"] = "4711"
+    assert changed is not None and changed.index == extractor.extract(final)
+    assert changed.index != entry.index and changed.validated == entry.validated
+    # the value also indexed otherwise (here: _content, by the display): no shortcut, the transaction extracts
+    prov["entity"][0]["what"] = {"identifier": {"system": "urn:msg", "value": "pending"}, "display": "pending"}
+    entry = prepare_bundle(bundle, extractor).entries[0]
+    assert entry is not None and with_token_value(entry, "urn:msg", "pending", "4711") is None
