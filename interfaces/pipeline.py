@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
@@ -48,6 +49,10 @@ ApplyTransaction = Callable[[dict[str, Any]], dict[str, Any]]
 OnCommit = Callable[[bytes], None]
 MAX_GROUP = 64  # messages per group commit: bounds the ACK latency of the first one
 WRITER_IDLE_S = 30.0  # the writer thread leaves after this long without work
+# A message arriving this long after the previous one, to an idle writer, is mapped by the writer itself: on
+# a quiet feed the worker round trip only adds latency (measured: ACK after ~12 ms instead of ~16-21 ms).
+# Inside a burst the writer is the bottleneck, and mapping there cost 14% of throughput (bench/RESULTS.md).
+QUIET_S = 0.1
 
 
 class GroupTx(Protocol):
@@ -142,6 +147,8 @@ class Hl7Pipeline:
         self._arrivals: list[_Pending] = []  # submitted, not yet received (raw not yet committed)
         self._received: list[_Pending] = []  # raw committed, waiting to be applied (writer thread only)
         self._writer: threading.Thread | None = None
+        self._waiting = False  # the writer thread waits for work
+        self._last_submit = 0.0  # time.monotonic() of the last submit
         self._closing = False
         self.stats = PipelineStats()
 
@@ -158,7 +165,13 @@ class Hl7Pipeline:
     def submit(self, items: Sequence[tuple[bytes, str, OnCommit | None]]) -> list[Future[IngestResult]]:
         """Queue messages for the writer thread; each future resolves (with its ACKs) after its commit."""
         pending = [self._parse(raw, source, cb) for raw, source, cb in items]
-        pool = self.prepare_pool
+        now = time.monotonic()
+        with self._cv:  # a lone message on a quiet feed: mapped by the idle writer itself, no round trip
+            quiet = len(pending) == 1 and not self._arrivals and not self._received and (
+                self._waiting or self._writer is None or not self._writer.is_alive()) \
+                and now - self._last_submit > QUIET_S
+            self._last_submit = now
+        pool = None if quiet else self.prepare_pool
         if pool is not None:  # workers map while the writer stores (the store id is stamped in later)
             for p in pending:
                 if p.reject is None:
@@ -224,7 +237,10 @@ class Hl7Pipeline:
         while True:
             with self._cv:
                 while not self._arrivals and not self._ready_head() and not (self._closing and not self._received):
-                    if not self._cv.wait(WRITER_IDLE_S) and not self._arrivals and not self._received:
+                    self._waiting = True
+                    woke = self._cv.wait(WRITER_IDLE_S)
+                    self._waiting = False
+                    if not woke and not self._arrivals and not self._received:
                         self._writer = None  # idle: the next submit starts a new one
                         return
                 if self._closing and not self._arrivals and not self._received:

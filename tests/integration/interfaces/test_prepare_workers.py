@@ -96,3 +96,18 @@ def test_auto_leaves_a_core_for_the_writer(monkeypatch, cores, workers):
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cores)))
     assert default_workers() == workers
+
+
+def test_a_lone_message_on_a_quiet_feed_skips_the_worker_round_trip(services):
+    from interfaces.pipeline import QUIET_S
+
+    p = pipeline_for(services)
+    p.prepare_pool.start()
+    time.sleep(QUIET_S * 2)
+    before = p.stats.prepared
+    assert p.ingest(oru("q-1", mrn="815"), "t").ack_code == "AA"
+    assert p.stats.prepared == before  # the idle writer mapped it itself
+    results = p.ingest_batch([(oru(f"q-b{i}", mrn="815"), "t", None) for i in range(3)])  # a burst
+    assert [r.ack_code for r in results] == ["AA"] * 3
+    assert p.stats.prepared == before + 3
+    assert len(services.client.search("Observation", [("subject:Patient.identifier", "urn:oid:1.2.3|815")])) == 48
