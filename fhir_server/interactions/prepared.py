@@ -243,11 +243,13 @@ def _rewrite_paths(resource: dict[str, Any], references: tuple[tuple[RefPath, st
 
 def with_token_value(entry: PreparedEntry, system: str, old: str, new: str) -> PreparedEntry | None:
     """``entry`` as if its resource had ``new`` where it has the identifier value ``system|old``: its
-    ``system|old`` token rows rebuilt for ``new``; None (extract again) when another kind of row holds ``old``."""
+    ``system|old`` token rows rebuilt for ``new``; None (extract again) when other rows may hold ``old``
+    (strings, text, a typed identifier's key, composites' hashes)."""
     rows = entry.index
     if rows is None:
         return entry
-    if old in rows.content or any(old in r for r in rows.text) or any(old in r[1:] for r in rows.string):
+    if old in rows.content or any(old in r for r in rows.text) or any(old in r[1:] for r in rows.string) \
+            or rows.composite or any(r[3] is None and str(r[4]).endswith("|" + old) for r in rows.token):
         return None
     token = [token_row(r[0], system, new) if r[3] == system and r[4] == old else r for r in rows.token]
     return replace(entry, index=replace(rows, token=token))
