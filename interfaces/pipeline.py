@@ -471,11 +471,11 @@ class Hl7Pipeline:
             log.exception("HL7v2 prepare worker failed; mapping in the writer's thread")
             return None
         i = stamp_store_id(mapped.bundle, p.msg_id) if mapped.bundle is not None else None
-        entry = mapped.prepared.entries[i] if mapped.prepared is not None and i is not None else None
-        if entry is not None and mapped.prepared is not None and i is not None:
-            # its index rows hold the pending id too (Provenance?entity:identifier)
-            mapped.prepared.entries[i] = with_token_value(entry, MESSAGE_ID_SYSTEM, str(PENDING_STORE_ID),
-                                                          str(p.msg_id))
+        if i is not None and mapped.prepared is not None:
+            entry = mapped.prepared.entries[i]
+            if entry is not None:  # its index rows hold the pending id too (Provenance?entity:identifier)
+                mapped.prepared.entries[i] = with_token_value(entry, MESSAGE_ID_SYSTEM, str(PENDING_STORE_ID),
+                                                              str(p.msg_id))
         return mapped
 
     def _process(

@@ -20,6 +20,7 @@ from fhir_server.interactions.common import match_conditional, multiple_matches
 from fhir_server.interactions.prepared import (
     CONDITIONAL_REF,
     PreparedBundle,
+    conditional_references,
     fixed_index,
     resolved_entry,
     trusted_validation,
@@ -125,18 +126,6 @@ def _batch(router: FhirRouter, req: FhirRequest, repo: FhirRepository, entries: 
     return {"resourceType": "Bundle", "type": "batch-response", "entry": out}
 
 
-def _conditional_refs(node: Any, found: set[str]) -> None:
-    if isinstance(node, dict):
-        for k, v in node.items():
-            if k == "reference" and isinstance(v, str) and CONDITIONAL_REF.match(v):
-                found.add(v)
-            else:
-                _conditional_refs(v, found)
-    elif isinstance(node, list):
-        for v in node:
-            _conditional_refs(v, found)
-
-
 def _transaction(router: FhirRouter, req: FhirRequest, repo: FhirRepository, entries: list[JsonDict]) -> JsonDict:
     order = sorted(range(len(entries)), key=lambda i: ORDER[entries[i]["request"]["method"].upper()])
     results: dict[int, JsonDict] = {}
@@ -186,7 +175,7 @@ def _transaction(router: FhirRouter, req: FhirRequest, repo: FhirRepository, ent
             if prepared is not None and prepared.conditional_references is not None:
                 cond.update(prepared.conditional_references)
             else:
-                _conditional_refs([e.get("resource") for e in entries], cond)
+                cond.update(conditional_references([e.get("resource") for e in entries]))
             for ref in cond:
                 m = CONDITIONAL_REF.match(ref)
                 assert m

@@ -82,6 +82,13 @@ def _references(node: Any, out: list[tuple[RefPath, str]], path: RefPath = ()) -
     return True
 
 
+def conditional_references(node: Any) -> list[str]:
+    """Every ``Type?query`` reference in ``node`` (a resource, or a list of them)."""
+    found: list[tuple[RefPath, str]] = []
+    _references(node, found)
+    return [r for _, r in found if CONDITIONAL_REF.match(r)]
+
+
 def replace_references(node: Any, mapping: dict[str, str]) -> Any:
     """``node`` with every ``reference`` in ``mapping`` (and quoted ``urn:`` links in narrative) replaced.
 

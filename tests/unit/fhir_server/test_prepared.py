@@ -13,6 +13,7 @@ from fhir_server.interactions.prepared import (
     PLACEHOLDER,
     PreparedEntry,
     PrepareMemo,
+    conditional_references,
     fixed_index,
     prepare_bundle,
     replace_references,
@@ -227,12 +228,10 @@ def test_rows_offered_for_a_write_that_failed_never_index_a_later_one(tmp_path):
 def test_conditional_references_found_ahead_are_the_ones_the_transaction_resolves(tmp_path, extractor):
     from digitalfront.app import build_services
     from digitalfront.config import Settings
-    from fhir_server.interactions.bundle import _conditional_refs
     from fhir_server.model import SYSTEM_CONTEXT, FhirRequest
 
     for bundle in synthea_bundles() + hl7_bundles():  # none of these has one: the same (empty) answer
-        walked: set[str] = set()
-        _conditional_refs([e.get("resource") for e in bundle["entry"]], walked)
+        walked = set(conditional_references([e.get("resource") for e in bundle["entry"]]))
         found = prepare_bundle(bundle, extractor).conditional_references
         assert found is not None and set(found) == walked
     services = build_services(Settings(database_url=f"sqlite:///{tmp_path}/c.db", auth=False))
