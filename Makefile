@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: serve test lint bench eval-nlp clean triton-venv browser-deps
+.PHONY: serve test lint bench compiled eval-nlp clean triton-venv browser-deps
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,21 +14,26 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-serve: $(STAMP)
+# mypyc builds of the hot modules into .compiled/ (fhir_server/compiled.py); a no-op when current, and
+# without a C compiler the server runs the same modules as pure Python.
+compiled: $(STAMP)
+	$(PY) scripts/build_compiled.py
+
+serve: compiled
 	$(VENV)/bin/digitalfront serve --host $(HOST) --port $(PORT) --demo $(SERVE_ARGS)
 
-test: $(STAMP)
+test: compiled
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy fhir_server digitalfront interfaces terminology cds_hooks nlp inference smart_apps conformance
 
-bench: $(STAMP)
+bench: compiled
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) var build *.egg-info
+	rm -rf $(VENV) var build *.egg-info .compiled .compiled.new
 
 eval-nlp: $(STAMP)
 	$(PY) -m nlp.eval

@@ -9,16 +9,20 @@ Figures are medians over ``--runs`` runs.
     .venv/bin/python bench/hl7_bench.py [--quick] [--messages 600] [--connections 8] [--runs 3] [--postgres URL]
     .venv/bin/python bench/hl7_bench.py --profile     # in-process cProfile: where a message's time goes
     .venv/bin/python bench/hl7_bench.py --writer      # in-process: the writer thread's time, without/with workers
+    .venv/bin/python bench/hl7_bench.py --cpu         # over MLLP: CPU per message by stage, and what 2 cores allow
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import random
+import resource
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from concurrent.futures import Future
@@ -114,8 +118,48 @@ def run_baseline(messages: list[bytes], connections: int) -> dict:
         handle.stop()
 
 
-def full(db_url: str, messages: list[bytes], connections: int, group_commit: bool, workers: int | None) -> dict:
-    """The real listener and pipeline; ``workers``: prepare processes (None: the server default, cores minus one)."""
+def _cpu_s(path: str) -> float:
+    """utime + stime of a /proc process or task ``stat`` file, in seconds (0 once it is gone)."""
+    try:
+        with open(path) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_cpu() -> float:
+    """CPU seconds so far of every PostgreSQL server process on this machine (backends, WAL writer...)."""
+    total = 0.0
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/comm") as f:
+                    if f.read().strip() != "postgres":
+                        continue
+            except OSError:
+                continue
+            total += _cpu_s(f"/proc/{pid}/stat")
+    return total
+
+
+def _stage_cpu(worker_pids: list[int], postgres: bool) -> dict[str, float]:
+    """CPU seconds so far of this process's threads (by stage), of the prepare workers and of PostgreSQL."""
+    out: dict[str, float] = {"PostgreSQL server": _postgres_cpu()} if postgres else {}
+    for t in threading.enumerate():
+        name = t.name
+        stage = ("writer" if name == "hl7-writer" else "listener" if name.startswith("mllp-")
+                 else "wal checkpoint" if "checkpoint" in name else "other server threads")
+        out[stage] = out.get(stage, 0.0) + _cpu_s(f"/proc/self/task/{t.native_id}/stat")
+    out["prepare workers"] = sum(_cpu_s(f"/proc/{pid}/stat") for pid in worker_pids)
+    return out
+
+
+def full(db_url: str, messages: list[bytes], connections: int, group_commit: bool, workers: int | None,
+         cpu: bool = False) -> dict:
+    """The real listener and pipeline; ``workers``: prepare processes (None: the server default, cores minus one).
+
+    ``cpu``: also account the CPU time each stage spent during the run (Linux /proc), per message."""
     from digitalfront.app import build_services
     from digitalfront.config import Settings
     from interfaces.service import pipeline_for
@@ -128,10 +172,21 @@ def full(db_url: str, messages: list[bytes], connections: int, group_commit: boo
         pipeline.ingest(m, "warmup")
     handle = start_pipeline_listener(pipeline, "127.0.0.1", 0, group_commit=group_commit)
     before = (pipeline.stats.applied, pipeline.stats.group_commits)
+    pids = pipeline.prepare_pool.pids() if pipeline.prepare_pool is not None else []
+    pg = db_url.startswith("postgresql")
+    if cpu:
+        start, kids = _stage_cpu(pids, pg), resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         result = drive(handle.port, messages, connections)
         applied, commits = pipeline.stats.applied - before[0], pipeline.stats.group_commits - before[1]
         result["per_group"] = applied / commits if commits else 1.0  # messages applied per group commit
+        if cpu:
+            end, kids_end = _stage_cpu(pids, pg), resource.getrusage(resource.RUSAGE_CHILDREN)
+            per = {k: (end.get(k, 0.0) - start.get(k, 0.0)) * 1000 / len(messages) for k in end}
+            # the client processes were waited for by drive(): the only children reaped during the run
+            per["client processes"] = (kids_end.ru_utime + kids_end.ru_stime - kids.ru_utime - kids.ru_stime
+                                       ) * 1000 / len(messages)
+            result["cpu_ms"] = per
         return result
     finally:
         handle.stop()
@@ -266,6 +321,45 @@ def writer_time(workers: int | None, n: int = 640) -> None:
         services.engine.dispose()
 
 
+def print_cpu(label: str, rows: list[dict]) -> None:
+    """The median CPU per message by stage of ``rows`` (runs with ``cpu_ms``), and the cores' ceiling."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    stages = sorted({k for r in rows for k in r["cpu_ms"]}, key=lambda k: -rows[0]["cpu_ms"].get(k, 0.0))
+    med = {k: statistics.median(r["cpu_ms"].get(k, 0.0) for r in rows) for k in stages}
+    total = sum(med.values())
+    rate = statistics.median(r["msgs_per_s"] for r in rows)
+    print(f"{label}: {rate:.1f} msg/s (median of {len(rows)}); CPU ms per message by stage: "
+          + ", ".join(f"{k} {med[k]:.2f}" for k in stages))
+    print(f"  total {total:.2f} ms -> at most {cores * 1000 / total:.0f} msg/s on {cores} cores with perfect overlap "
+          f"({rate * total / (cores * 10):.0f}% of the cores used); the writer thread alone allows "
+          f"{1000 / med.get('writer', 1e-9):.0f} msg/s")
+
+
+def cpu_report(messages: int, connections: int, runs: int, pg_url: str | None) -> None:
+    """CPU milliseconds per message by stage over MLLP (group commit, default workers), and the throughput
+    the machine's cores could give at best if every stage overlapped perfectly."""
+    targets: list[tuple[str, str | None]] = [("SQLite", None)] + ([("PostgreSQL", pg_url)] if pg_url else [])
+    for label, url in targets:
+        rows = []
+        for run in range(runs):
+            msgs = make_messages(messages, seed=40 + run)
+            if url is None:
+                with tempfile.TemporaryDirectory() as tmp:
+                    rows.append(full(f"sqlite:///{tmp}/bench.db", msgs, connections, True, None, cpu=True))
+                continue
+            try:
+                db, drop = pg_database(url)
+            except Exception as exc:  # noqa: BLE001
+                print(f"PostgreSQL skipped: {exc}", file=sys.stderr)
+                break
+            try:
+                rows.append(full(db, msgs, connections, True, None, cpu=True))
+            finally:
+                drop()
+        if rows:
+            print_cpu(f"{label}, group commit + workers", rows)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -276,7 +370,12 @@ def main() -> int:
     ap.add_argument("--skip-single", action="store_true", help="skip the one-message-per-transaction rows")
     ap.add_argument("--profile", action="store_true", help="in-process cProfile breakdown instead of MLLP runs")
     ap.add_argument("--writer", action="store_true", help="in-process writer-thread time, without and with workers")
+    ap.add_argument("--cpu", action="store_true", help="CPU per message by stage over MLLP, and the cores' ceiling")
     args = ap.parse_args()
+    if args.cpu:
+        cpu_report(100 if args.quick else args.messages, args.connections, 1 if args.quick else args.runs,
+                   args.postgres)
+        return 0
     if args.writer:
         for n_workers in (0, None, 0, None):  # None: the server default (cores minus one)
             writer_time(n_workers)
@@ -312,7 +411,8 @@ def main() -> int:
             if not group and args.skip_single:
                 continue
             with tempfile.TemporaryDirectory() as tmp:
-                rows[1 + k][1].append(full(f"sqlite:///{tmp}/bench.db", msgs, args.connections, group, workers))
+                rows[1 + k][1].append(full(f"sqlite:///{tmp}/bench.db", msgs, args.connections, group, workers,
+                                           cpu=k == 0))
         if not pg_ok:
             continue
         for k, (group, workers) in enumerate(variants):
@@ -326,7 +426,7 @@ def main() -> int:
                 pg_ok = False
                 break
             try:
-                rows[idx][1].append(full(url, msgs, args.connections, group, workers))
+                rows[idx][1].append(full(url, msgs, args.connections, group, workers, cpu=k == 0))
             finally:
                 drop()
     base = median_of(rows[0][1])
@@ -339,6 +439,9 @@ def main() -> int:
         r = median_of(results)
         print(f"{name:38} {r['msgs_per_s']:8.1f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} "
               f"{r['msgs_per_s'] / base['msgs_per_s']:11.3f}x {r['per_group']:12.1f}  {r['codes']}")
+    for name, results in rows:
+        if results and "cpu_ms" in results[0]:
+            print_cpu(name, results)
     return 0
 
 

@@ -13,6 +13,7 @@ import click
 
 from digitalfront.config import Settings
 from digitalfront.plugins import CLI_PLUGINS
+from fhir_server import compiled
 
 DEMO_DIR = Path(__file__).with_name("demo_data")
 
@@ -64,6 +65,7 @@ def serve(host: str, port: int, database_url: str | None, workers: int, threads:
     click.echo(f"DigitalFront FHIR base:   {base}/fhir")
     click.echo(f"CapabilityStatement:      {base}/fhir/metadata")
     click.echo(f"Database:                 {settings.database_url}")
+    click.echo(f"Compiled hot modules:     {compiled.describe()}")
     if not settings.auth:
         click.secho("Authorization is OFF (DIGITALFRONT_AUTH=off): development only.", fg="yellow")
     run_gunicorn(host, port, workers, threads)

@@ -97,6 +97,7 @@ def replace_references(node: Any, mapping: dict[str, str]) -> Any:
     """
     if isinstance(node, dict):
         out: dict[str, Any] | None = None
+        new: Any  # a string here, an object or list below (typed for the compiled build: fhir_server/compiled.py)
         for k, v in node.items():
             if k == "reference" and isinstance(v, str):
                 new = mapping.get(v, v)
