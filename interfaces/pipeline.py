@@ -10,9 +10,10 @@ Group commit (``submit``; ``ingest_batch`` waits for it): the messages that
 arrived since the writer's last turn are stored raw in one commit, then the
 longest run of stored messages whose mapping is ready is applied in ONE database
 transaction, each inside its own savepoint, together with their store outcome
-rows; their ACKs go out after that single commit.  A turn that has both stores
-its arrivals with that same commit.  Worker processes (``interfaces/prepare.py``)
-map, validate and index the next messages meanwhile.
+rows; their ACKs go out after that single commit.  That commit also stores the
+messages that arrived before or during the turn, to be applied in the next one.
+Worker processes (``interfaces/prepare.py``) map, validate and index messages as
+they arrive.
 """
 
 from __future__ import annotations
@@ -247,24 +248,25 @@ class Hl7Pipeline:
                     return
                 arrivals, self._arrivals = self._arrivals, []
             group: list[_Pending] = []
+            late: list[_Pending] = []  # what arrives while a group is applied: stored by that group's commit
             try:
                 if arrivals and self.group is not None and self._ready_head() and not self._received[0].deferred:
-                    group = self._take_ready()  # one commit stores the arrivals and applies the ready run
+                    group = self._take_ready()  # one commit applies the ready run and stores the arrivals
                     self._apply(group, arrivals)
                 else:
                     if arrivals:
                         self._receive_all(arrivals)
                     group = self._take_ready()
                     if group:
-                        self._apply(group)
+                        self._apply(group, late)
             except Exception as exc:  # noqa: BLE001 - never lose the writer: fail these messages, go on
                 log.exception("HL7v2 writer failed; the messages stay in the store for replay")
-                for p in [*arrivals, *group, *self._received]:
+                for p in [*arrivals, *late, *group, *self._received]:
                     if not p.done.done():
                         p.done.set_exception(exc)
                 self._received = [p for p in self._received if not p.done.done()]
             finally:
-                for p in arrivals:
+                for p in [*arrivals, *late]:
                     if p.result is not None and not p.done.done():
                         p.done.set_result(p.result)
 
@@ -337,8 +339,13 @@ class Hl7Pipeline:
         return group
 
     def _apply(self, group: list[_Pending], arrivals: list[_Pending] | None = None) -> None:
-        """Apply ``group`` in one transaction; ``arrivals`` (new messages, not deferred ones) are stored by
-        the same commit (one commit, one sync, per turn of a busy writer) and applied in a later turn."""
+        """Apply ``group`` in one transaction; ``arrivals`` (new messages, not deferred ones), and every message
+        that arrives while the group is applied (appended to ``arrivals``), are stored by the same commit (one
+        commit, one sync, per turn of a busy writer) and applied in the next turn.
+
+        Storing the late arrivals at the end of the turn, instead of at the start of the next, saves them a
+        turn: senders answer an ACK within a millisecond, just after the next turn began, so their next
+        message used to wait a turn to be stored and another to be applied (bench/RESULTS.md)."""
         with self._lock:
             if group[0].deferred:  # its original has committed by now: a duplicate, or a crash retry
                 with self.store.write_engine.begin() as conn:
@@ -350,10 +357,14 @@ class Hl7Pipeline:
             if self.group is not None and todo:
                 try:
                     with self.group.transaction() as tx:
-                        queued = self._store_arrivals(arrivals, tx.connection, todo) if arrivals else []
                         results = [self._process(p.msg_id, p.msg, p.header, tx.apply, tx.connection,
                                                  self._mapped(p))
                                    for p in todo if p.msg is not None and p.header is not None]
+                        if arrivals is not None:
+                            with self._cv:
+                                arrivals.extend(self._arrivals)
+                                self._arrivals = []
+                        queued = self._store_arrivals(arrivals, tx.connection, todo) if arrivals else []
                     for p, r in zip(todo, results, strict=True):
                         p.result = r
                     todo = []
