@@ -4,9 +4,9 @@ Ingest spends its CPU in a few pure-Python modules: validation walks, search-ind
 v2-to-FHIR datatype converters, the transaction's bookkeeping. ``scripts/build_compiled.py`` compiles
 exactly those (listed in ``MODULES``) with mypyc, from the same sources, into a folder outside the
 source tree (default ``<repo>/.compiled``; ``DIGITALFRONT_COMPILED`` elsewhere), with a manifest of the
-sources' hashes. ``activate()`` puts an import finder for them in front, but only when every listed
-source still hashes as built and this interpreter can load them: an edited source is never shadowed by a
-stale binary, it is simply run as Python (with a warning saying how to rebuild).
+sources' hashes. ``activate()`` puts an import finder for them in front, but only when every source of
+their packages still hashes as built and this interpreter can load them: an edited source is never
+shadowed by a stale binary, it is simply run as Python (with a warning saying how to rebuild).
 ``DIGITALFRONT_PURE_PYTHON=1`` turns the compiled modules off.
 
 The folder sits outside the packages on purpose: an extension module next to its ``.py`` would win the
@@ -69,6 +69,23 @@ def source_hash(module: str) -> str:
     return hashlib.sha256(source_of(module).read_bytes()).hexdigest()
 
 
+def packages() -> list[str]:
+    return sorted({m.split(".")[0] for m in MODULES})
+
+
+def package_sources() -> dict[str, str]:
+    """SHA-256 of every ``.py`` file of the compiled modules' packages, by path.
+
+    The build type-checks the compiled modules against all of these and bakes the types it saw into the
+    binaries (a compiled caller checks what a Python callee returns), so a change to any of them makes the
+    build stale, not only a change to a compiled module itself."""
+    out: dict[str, str] = {}
+    for package in packages():
+        for path in sorted((SOURCE_ROOT / package).rglob("*.py")):
+            out[path.relative_to(SOURCE_ROOT).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
 class CompiledFinder(MetaPathFinder):
     """Finds the listed modules (and mypyc's shared runtime module) in the compiled folder."""
 
@@ -125,7 +142,8 @@ def usable(folder: Path) -> dict[str, Path] | None:
         log.warning("compiled modules in %s were built for another interpreter or module list; running pure "
                     "Python (rebuild: python scripts/build_compiled.py)", folder)
         return None
-    stale = [m for m, entry in manifest["modules"].items() if entry.get("sha256") != source_hash(m)]
+    built, now = manifest.get("sources", {}), package_sources()
+    stale = sorted(p for p in built.keys() | now.keys() if built.get(p) != now.get(p))
     if stale:
         log.warning("compiled modules in %s are older than %s; running pure Python (rebuild: make, or "
                     "python scripts/build_compiled.py)", folder, stale[0])

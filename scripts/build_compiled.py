@@ -2,7 +2,7 @@
 
 The build runs on a copy of the sources in a temporary folder, so no binary ever lands next to a ``.py``
 file; the output folder gets the extension modules, mypyc's shared runtime module and a manifest of the
-compiled sources' SHA-256 hashes, which ``fhir_server.compiled.activate()`` checks before using them.
+hashes of every source of their packages, which ``fhir_server.compiled.activate()`` checks before use.
 When the folder is already current this does nothing. Without mypyc or a C compiler it says so and exits
 0 (the server then runs the same code as pure Python), unless ``--strict``.
 
@@ -25,7 +25,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ["DIGITALFRONT_PURE_PYTHON"] = "1"  # this process checks the build, it does not use it
 
-from fhir_server.compiled import MANIFEST, MODULES, default_dir, source_hash, source_of, usable  # noqa: E402
+from fhir_server.compiled import (  # noqa: E402
+    MANIFEST,
+    MODULES,
+    default_dir,
+    package_sources,
+    packages,
+    source_hash,
+    source_of,
+    usable,
+)
 
 MYPY_INI = """[mypy]
 python_version = 3.11
@@ -36,10 +45,10 @@ warn_unused_ignores = False
 
 
 def build(out: Path) -> None:
-    hashes = {m: source_hash(m) for m in MODULES}
+    hashes, sources = {m: source_hash(m) for m in MODULES}, package_sources()
     with tempfile.TemporaryDirectory(prefix="df-mypyc-") as tmp:
         work = Path(tmp)
-        for package in sorted({m.split(".")[0] for m in MODULES}):  # the sources only, no data files
+        for package in packages():  # the sources only, no data files
             shutil.copytree(ROOT / package, work / package, ignore=_not_python)
         (work / "mypy.ini").write_text(MYPY_INI)
         paths = [str(source_of(m).relative_to(ROOT)) for m in MODULES]
@@ -60,14 +69,14 @@ def build(out: Path) -> None:
         shared = {f.name[: -len(suffix)]: {"file": f.name} for f in work.glob(f"*__mypyc{suffix}")}
         for entry in shared.values():
             shutil.copy2(work / entry["file"], staging / entry["file"])
-    if {m: source_hash(m) for m in MODULES} != hashes:
+    if package_sources() != sources:
         shutil.rmtree(staging, ignore_errors=True)
         raise RuntimeError("a source changed during the build; run it again")
     import mypy.version
 
     (staging / MANIFEST).write_text(json.dumps({
         "ext_suffix": suffix, "python": sys.version.split()[0], "mypy": mypy.version.__version__,
-        "modules": modules, "shared": shared}, indent=1, sort_keys=True))
+        "modules": modules, "shared": shared, "sources": sources}, indent=1, sort_keys=True))
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
 

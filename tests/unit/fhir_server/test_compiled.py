@@ -21,7 +21,8 @@ def fake_build(folder: Path) -> dict:
     """A manifest (and empty module files) that describes the current sources."""
     suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
     modules = {m: {"file": m.replace(".", "/") + suffix, "sha256": compiled.source_hash(m)} for m in compiled.MODULES}
-    manifest = {"ext_suffix": suffix, "modules": modules, "shared": {"x__mypyc": {"file": "x__mypyc" + suffix}}}
+    manifest = {"ext_suffix": suffix, "modules": modules, "shared": {"x__mypyc": {"file": "x__mypyc" + suffix}},
+                "sources": compiled.package_sources()}
     for entry in [*modules.values(), *manifest["shared"].values()]:
         (folder / entry["file"]).parent.mkdir(parents=True, exist_ok=True)
         (folder / entry["file"]).write_bytes(b"")
@@ -35,10 +36,14 @@ def test_a_current_build_is_usable_and_a_stale_one_is_not(tmp_path: Path) -> Non
     files = compiled.usable(tmp_path)
     assert files is not None and set(files) == {*compiled.MODULES, "x__mypyc"}
 
-    edited = dict(manifest, modules={**manifest["modules"], compiled.MODULES[0]: {
-        **manifest["modules"][compiled.MODULES[0]], "sha256": "0" * 64}})
-    (tmp_path / compiled.MANIFEST).write_text(json.dumps(edited))
-    assert compiled.usable(tmp_path) is None  # a source changed since the build: never shadow it
+    for path in (compiled.source_of(compiled.MODULES[0]).relative_to(compiled.SOURCE_ROOT).as_posix(),
+                 "fhir_server/router.py"):  # a compiled module, or a module the build type-checked it against
+        edited = dict(manifest, sources={**manifest["sources"], path: "0" * 64})
+        (tmp_path / compiled.MANIFEST).write_text(json.dumps(edited))
+        assert compiled.usable(tmp_path) is None  # changed since the build: never shadow it
+    fewer_files = dict(manifest, sources={p: h for p, h in manifest["sources"].items() if p != "interfaces/ack.py"})
+    (tmp_path / compiled.MANIFEST).write_text(json.dumps(fewer_files))
+    assert compiled.usable(tmp_path) is None  # a module added since the build
 
     (tmp_path / compiled.MANIFEST).write_text(json.dumps(dict(manifest, ext_suffix=".cpython-39-x.so")))
     assert compiled.usable(tmp_path) is None  # another interpreter's build
