@@ -27,6 +27,7 @@ import time
 import uuid
 from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -143,14 +144,15 @@ def _postgres_cpu() -> float:
     return total
 
 
-def _stage_cpu(worker_pids: list[int], postgres: bool) -> dict[str, float]:
-    """CPU seconds so far of this process's threads (by stage), of the prepare workers and of PostgreSQL."""
-    out: dict[str, float] = {"PostgreSQL server": _postgres_cpu()} if postgres else {}
+def _stage_cpu(worker_pids: list[int], postgres: bool) -> dict[Any, float]:
+    """CPU seconds so far of this process's threads (by (stage, thread id): a thread that exits during the run
+    drops out, one that starts counts from zero), of the prepare workers and of PostgreSQL."""
+    out: dict[Any, float] = {"PostgreSQL server": _postgres_cpu()} if postgres else {}
     for t in threading.enumerate():
         name = t.name
         stage = ("writer" if name == "hl7-writer" else "listener" if name.startswith("mllp-")
                  else "wal checkpoint" if "checkpoint" in name else "other server threads")
-        out[stage] = out.get(stage, 0.0) + _cpu_s(f"/proc/self/task/{t.native_id}/stat")
+        out[(stage, t.native_id)] = _cpu_s(f"/proc/self/task/{t.native_id}/stat")
     out["prepare workers"] = sum(_cpu_s(f"/proc/{pid}/stat") for pid in worker_pids)
     return out
 
@@ -182,7 +184,10 @@ def full(db_url: str, messages: list[bytes], connections: int, group_commit: boo
         result["per_group"] = applied / commits if commits else 1.0  # messages applied per group commit
         if cpu:
             end, kids_end = _stage_cpu(pids, pg), resource.getrusage(resource.RUSAGE_CHILDREN)
-            per = {k: (end.get(k, 0.0) - start.get(k, 0.0)) * 1000 / len(messages) for k in end}
+            per: dict[str, float] = {}
+            for k, v in end.items():
+                stage = k[0] if isinstance(k, tuple) else k
+                per[stage] = per.get(stage, 0.0) + (v - start.get(k, 0.0)) * 1000 / len(messages)
             # the client processes were waited for by drive(): the only children reaped during the run
             per["client processes"] = (kids_end.ru_utime + kids_end.ru_stime - kids.ru_utime - kids.ru_stime
                                        ) * 1000 / len(messages)
@@ -190,8 +195,7 @@ def full(db_url: str, messages: list[bytes], connections: int, group_commit: boo
         return result
     finally:
         handle.stop()
-        if pipeline.prepare_pool is not None:
-            pipeline.prepare_pool.close()
+        pipeline.close()  # its writer thread too: one left idle would linger into the next run
         services.engine.dispose()
 
 
