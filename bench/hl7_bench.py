@@ -36,6 +36,7 @@ from interfaces.client import MllpClient, ack_code  # noqa: E402
 from interfaces.mllp import ListenerHandle, MllpServer, start_pipeline_listener  # noqa: E402
 from interfaces.parsing import parse  # noqa: E402
 from interfaces.pipeline import IngestResult  # noqa: E402
+from interfaces.prepare import usable_cores  # noqa: E402
 
 
 def make_messages(n: int, seed: int = 7) -> list[bytes]:
@@ -327,7 +328,7 @@ def writer_time(workers: int | None, n: int = 640) -> None:
 
 def print_cpu(label: str, rows: list[dict]) -> None:
     """The median CPU per message by stage of ``rows`` (runs with ``cpu_ms``), and the cores' ceiling."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     stages = sorted({k for r in rows for k in r["cpu_ms"]}, key=lambda k: -rows[0]["cpu_ms"].get(k, 0.0))
     med = {k: statistics.median(r["cpu_ms"].get(k, 0.0) for r in rows) for k in stages}
     total = sum(med.values())

@@ -65,10 +65,6 @@ def source_of(module: str) -> Path:
     return SOURCE_ROOT.joinpath(*module.split(".")).with_suffix(".py")
 
 
-def source_hash(module: str) -> str:
-    return hashlib.sha256(source_of(module).read_bytes()).hexdigest()
-
-
 def packages() -> list[str]:
     return sorted({m.split(".")[0] for m in MODULES})
 

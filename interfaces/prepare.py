@@ -50,13 +50,18 @@ def map_message(msg: Er7Message, header: Header, msg_id: int) -> Mapped:
     return Mapped(bundle)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS tells it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def default_workers() -> int:
     """One worker per core but the writer's (at most 8); 0 (map in the writer's thread) on a single core.
 
     Measured on two cores: one worker 119 msg/s, two 107 (bench/RESULTS.md): a second worker competes with
     the writer thread for the cores, and the writer is what limits throughput.
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     return min(cores - 1, 8) if cores > 1 else 0
 
 

@@ -31,7 +31,6 @@ from fhir_server.compiled import (  # noqa: E402
     default_dir,
     package_sources,
     packages,
-    source_hash,
     source_of,
     usable,
 )
@@ -45,7 +44,7 @@ warn_unused_ignores = False
 
 
 def build(out: Path) -> None:
-    hashes, sources = {m: source_hash(m) for m in MODULES}, package_sources()
+    sources = package_sources()
     with tempfile.TemporaryDirectory(prefix="df-mypyc-") as tmp:
         work = Path(tmp)
         for package in packages():  # the sources only, no data files
@@ -65,7 +64,7 @@ def build(out: Path) -> None:
             rel = Path(*m.split(".")).with_suffix("").as_posix() + suffix
             (staging / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(work / rel, staging / rel)
-            modules[m] = {"file": rel, "sha256": hashes[m]}
+            modules[m] = {"file": rel}
         shared = {f.name[: -len(suffix)]: {"file": f.name} for f in work.glob(f"*__mypyc{suffix}")}
         for entry in shared.values():
             shutil.copy2(work / entry["file"], staging / entry["file"])
