@@ -14,6 +14,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ SAFETY_PAGES = 250_000  # ~1 GB of WAL: writers checkpoint themselves only if th
 RESTART_FRAMES = 8_192  # past this, also rewind the WAL (see checkpoint_once)
 SIZE_LIMIT_BYTES = 64 << 20  # journal_size_limit: a rewound WAL file is cut back to this
 RESTART_WAIT_MS = 200  # how long a rewind may hold back new writers while the current one finishes
+SETTLED_NS = 1_000_000_000  # a WAL unchanged for this long is skipped until its stamp changes
 
 _lock = threading.Lock()
 _paths: dict[str, int] = {}  # database file -> number of engines using it
@@ -84,6 +86,33 @@ def checkpoint_once(path: str) -> tuple[int, int, int] | None:
         conn.close()
 
 
+def _visit(path: str, seen: dict[str, tuple[int, int]]) -> None:
+    """Checkpoint ``path`` unless its WAL is unchanged since a checkpoint that copied all of it.
+
+    The stamp is taken *before* the checkpoint: a commit that lands while the checkpoint runs changes the
+    WAL after the stamp, so the next round sees it (stamping afterwards recorded that commit as done and
+    left it in the log until some later write). And since file times come from a coarse clock, a stamp is
+    only trusted once it is older than ``SETTLED_NS``: a write within the same tick would not change it.
+    """
+    try:
+        st = os.stat(path + "-wal")
+    except OSError:
+        if not os.path.exists(path):  # deleted (a test's temporary folder): stop watching it
+            with _lock:
+                _paths.pop(path, None)
+        seen.pop(path, None)
+        return
+    stamp = (st.st_mtime_ns, st.st_size)
+    if seen.get(path) == stamp:
+        return
+    settled = time.time_ns() - st.st_mtime_ns > SETTLED_NS
+    result = checkpoint_once(path)
+    if settled and result is not None and result[1] == result[2]:
+        seen[path] = stamp
+    else:
+        seen.pop(path, None)
+
+
 def _run() -> None:
     global _thread
     seen: dict[str, tuple[int, int]] = {}
@@ -97,20 +126,8 @@ def _run() -> None:
                 return
         for path in paths:
             try:
-                st = os.stat(path + "-wal")
-            except OSError:
-                if not os.path.exists(path):  # deleted (a test's temporary folder): stop watching it
-                    with _lock:
-                        _paths.pop(path, None)
-                continue
-            stamp = (st.st_mtime_ns, st.st_size)
-            if seen.get(path) == stamp:
-                continue
-            checkpoint_once(path)
-            try:
-                st = os.stat(path + "-wal")
-                seen[path] = (st.st_mtime_ns, st.st_size)
-            except OSError:
-                seen.pop(path, None)
+                _visit(path, seen)
+            except Exception:  # never let one database's surprise stop checkpoints for every other one
+                log.exception("background checkpoint of %s failed", path)
         for gone in set(seen) - set(paths):
             del seen[gone]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sqlite3
 import time
 from pathlib import Path
 
@@ -189,3 +190,85 @@ def test_repository_and_message_store_write_through_the_writer_connection(tmp_pa
     with pipeline.store._writing(None) as conn:  # the HL7v2 message store writes there too
         assert conn.connection.dbapi_connection is the_writer
     engine.dispose()
+
+
+def _wal_database(path: Path) -> sqlite3.Connection:
+    """A WAL database this process's checkpointer does not watch, so only the test checkpoints it."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    conn.execute("CREATE TABLE blob (id INTEGER PRIMARY KEY, data TEXT)")
+    return conn
+
+
+def _age(wal: Path) -> None:
+    """Date the WAL back past the settling time, as if nobody had written for a while."""
+    past = time.time_ns() - 10 * checkpoint.SETTLED_NS
+    os.utime(wal, ns=(past, past))
+
+
+def test_a_commit_that_lands_during_a_checkpoint_is_copied_next_round(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    db = tmp_path / "race.db"
+    conn = _wal_database(db)
+    _age(Path(f"{db}-wal"))
+    base = os.path.getsize(db)
+    real = checkpoint.checkpoint_once
+
+    def racing(path: str):  # type: ignore[no-untyped-def]
+        result = real(path)  # copies the CREATE TABLE ...
+        conn.executemany("INSERT INTO blob (data) VALUES (?)", [("x" * 4000,) for _ in range(1000)])  # ... then this
+        return result
+
+    seen: dict[str, tuple[int, int]] = {}
+    monkeypatch.setattr(checkpoint, "checkpoint_once", racing)
+    checkpoint._visit(str(db), seen)
+    monkeypatch.setattr(checkpoint, "checkpoint_once", real)
+    assert os.path.getsize(db) < base + 3_000_000  # the rows are still only in the log
+    checkpoint._visit(str(db), seen)
+    assert os.path.getsize(db) > base + 3_000_000, "the commit made during the checkpoint was taken as copied"
+    conn.close()
+
+
+def test_an_unchanged_wal_is_skipped_only_once_its_stamp_has_settled(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    db = tmp_path / "settle.db"
+    conn = _wal_database(db)
+    calls: list[str] = []
+    real = checkpoint.checkpoint_once
+    monkeypatch.setattr(checkpoint, "checkpoint_once", lambda path: calls.append(path) or real(path))
+    seen: dict[str, tuple[int, int]] = {}
+    checkpoint._visit(str(db), seen)
+    checkpoint._visit(str(db), seen)  # just written: a later write in the same clock tick would keep the stamp
+    assert len(calls) == 2
+    _age(Path(f"{db}-wal"))
+    checkpoint._visit(str(db), seen)
+    checkpoint._visit(str(db), seen)  # settled and all copied: nothing to do until the WAL changes
+    assert len(calls) == 3
+    conn.execute("INSERT INTO blob (data) VALUES ('y')")
+    checkpoint._visit(str(db), seen)
+    assert len(calls) == 4
+    conn.close()
+
+
+def test_one_failing_database_does_not_stop_checkpoints_of_the_others(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    bad, good = str(tmp_path / "bad.db"), tmp_path / "good.db"
+    _wal_database(Path(bad)).execute("INSERT INTO blob (data) VALUES ('z')")
+    real = checkpoint.checkpoint_once
+
+    def failing(path: str):  # type: ignore[no-untyped-def]
+        if path == bad:
+            raise RuntimeError("unexpected")
+        return real(path)
+
+    monkeypatch.setattr(checkpoint, "checkpoint_once", failing)
+    checkpoint.register(bad)
+    engine = make_engine(f"sqlite:///{good}")
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE blob (id INTEGER PRIMARY KEY, data TEXT)"))
+        base = os.path.getsize(good)
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO blob (data) VALUES (:d)"), [{"d": "x" * 4000} for _ in range(1000)])
+        assert _wait(lambda: os.path.getsize(good) > base + 3_000_000, timeout=60)
+    finally:
+        checkpoint.unregister(bad)
+        engine.dispose()
