@@ -25,18 +25,23 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fhir_server import compiled  # noqa: E402
 from interfaces.ack import build_ack  # noqa: E402
 from interfaces.client import MllpClient, ack_code  # noqa: E402
 from interfaces.mllp import ListenerHandle, MllpServer, start_pipeline_listener  # noqa: E402
 from interfaces.parsing import parse  # noqa: E402
 from interfaces.pipeline import IngestResult  # noqa: E402
 from interfaces.prepare import usable_cores  # noqa: E402
+
+T = TypeVar("T")
 
 
 def make_messages(n: int, seed: int = 7) -> list[bytes]:
@@ -180,7 +185,7 @@ def full(db_url: str, messages: list[bytes], connections: int, group_commit: boo
     if cpu:
         start, kids = _stage_cpu(pids, pg), resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
-        result = drive(handle.port, messages, connections)
+        result: dict[str, Any] = drive(handle.port, messages, connections)
         applied, commits = pipeline.stats.applied - before[0], pipeline.stats.group_commits - before[1]
         result["per_group"] = applied / commits if commits else 1.0  # messages applied per group commit
         if cpu:
@@ -225,6 +230,23 @@ def pg_database(admin_url: str):
         admin.dispose()
 
     return admin_url.rsplit("/", 1)[0] + "/" + name, drop
+
+
+def on_database(pg_url: str | None, run: Callable[[str], T]) -> T | None:
+    """``run(url)`` on a fresh database: a temporary SQLite file, or (``pg_url``) a new PostgreSQL database
+    dropped afterwards; None, said on stderr, when PostgreSQL cannot be reached."""
+    if pg_url is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            return run(f"sqlite:///{tmp}/bench.db")
+    try:
+        url, drop = pg_database(pg_url)
+    except Exception as exc:  # noqa: BLE001
+        print(f"PostgreSQL skipped: {exc}", file=sys.stderr)
+        return None
+    try:
+        return run(url)
+    finally:
+        drop()
 
 
 PROFILE_PARTS = [
@@ -284,6 +306,9 @@ def profile(db_url: str, label: str, n: int = 320, group: int = 16) -> None:
     total = cum("interfaces/pipeline.py", "_write_loop")
     commit = sum(v[3] for k, v in stats.items() if k[0] == "~" and "commit" in k[2])
     print(f"{label}: {plain:.1f} ms/message without profiler (groups of {group}); profiled shares:")
+    if compiled.active():
+        print("  (the compiled hot modules are invisible to cProfile and count as 0%: for their shares run with "
+              "DIGITALFRONT_PURE_PYTHON=1)")
     for name, path, func in PROFILE_PARTS:
         print(f"  {name:44} {100 * cum(path, func) / total:5.1f}%")
     print(f"  {'database commits':44} {100 * commit / total:5.1f}%")
@@ -348,19 +373,11 @@ def cpu_report(messages: int, connections: int, runs: int, pg_url: str | None) -
         rows = []
         for run in range(runs):
             msgs = make_messages(messages, seed=40 + run)
-            if url is None:
-                with tempfile.TemporaryDirectory() as tmp:
-                    rows.append(full(f"sqlite:///{tmp}/bench.db", msgs, connections, True, None, cpu=True))
-                continue
-            try:
-                db, drop = pg_database(url)
-            except Exception as exc:  # noqa: BLE001
-                print(f"PostgreSQL skipped: {exc}", file=sys.stderr)
+            row = on_database(url, partial(full, messages=msgs, connections=connections, group_commit=True,
+                                           workers=None, cpu=True))
+            if row is None:
                 break
-            try:
-                rows.append(full(db, msgs, connections, True, None, cpu=True))
-            finally:
-                drop()
+            rows.append(row)
         if rows:
             print_cpu(f"{label}, group commit + workers", rows)
 
@@ -386,17 +403,8 @@ def main() -> int:
             writer_time(n_workers)
         return 0
     if args.profile:
-        with tempfile.TemporaryDirectory() as tmp:
-            profile(f"sqlite:///{tmp}/bench.db", "SQLite")
-        try:
-            url, drop = pg_database(args.postgres)
-        except Exception as exc:  # noqa: BLE001
-            print(f"PostgreSQL skipped: {exc}", file=sys.stderr)
-            return 0
-        try:
-            profile(url, "PostgreSQL")
-        finally:
-            drop()
+        on_database(None, lambda db: profile(db, "SQLite"))
+        on_database(args.postgres, lambda db: profile(db, "PostgreSQL"))
         return 0
     n = 100 if args.quick else args.messages
     runs = 1 if args.quick else args.runs
@@ -415,25 +423,21 @@ def main() -> int:
         for k, (group, workers) in enumerate(variants):
             if not group and args.skip_single:
                 continue
-            with tempfile.TemporaryDirectory() as tmp:
-                rows[1 + k][1].append(full(f"sqlite:///{tmp}/bench.db", msgs, args.connections, group, workers,
-                                           cpu=k == 0))
+            row = on_database(None, partial(full, messages=msgs, connections=args.connections, group_commit=group,
+                                            workers=workers, cpu=k == 0))
+            assert row is not None
+            rows[1 + k][1].append(row)
         if not pg_ok:
             continue
         for k, (group, workers) in enumerate(variants):
-            idx = 4 + k
             if not group and args.skip_single:
                 continue
-            try:
-                url, drop = pg_database(args.postgres)
-            except Exception as exc:  # noqa: BLE001
-                print(f"PostgreSQL skipped: {exc}", file=sys.stderr)
+            row = on_database(args.postgres, partial(full, messages=msgs, connections=args.connections,
+                                                     group_commit=group, workers=workers, cpu=k == 0))
+            if row is None:
                 pg_ok = False
                 break
-            try:
-                rows[idx][1].append(full(url, msgs, args.connections, group, workers, cpu=k == 0))
-            finally:
-                drop()
+            rows[4 + k][1].append(row)
     base = median_of(rows[0][1])
     print(f"{n} messages (ADT + ORU with 10-30 OBX), {args.connections} client connections in separate "
           f"processes, median of {runs} run(s)")

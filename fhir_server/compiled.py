@@ -161,5 +161,5 @@ def describe() -> str:
 
 
 def loaded_compiled(module: ModuleType) -> bool:
-    """Whether ``module`` was loaded from a compiled build (operators' /metadata, tests)."""
+    """Whether ``module`` was loaded from a compiled build (the equivalence test checks both ways)."""
     return isinstance(getattr(module, "__loader__", None), importlib.machinery.ExtensionFileLoader)
