@@ -35,8 +35,31 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData()
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An instant, always bound and returned in UTC.
+
+    SQLite keeps no offset: a bound ``17:50+01:00`` would be compared as the text ``17:50`` against UTC
+    times, so every value is converted to UTC on the way in (a naive one is taken as UTC) and tagged UTC
+    on the way out."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
 
 STATUSES = ("received", "processed", "error", "rejected", "duplicate")
 
@@ -44,8 +67,8 @@ messages = Table(
     "hl7v2_message",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("received_at", DateTime(timezone=True), nullable=False),
-    Column("processed_at", DateTime(timezone=True)),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("processed_at", UtcDateTime),
     Column("source", String(200), nullable=False, default=""),
     Column("sending_application", String(200), nullable=False, default=""),
     Column("sending_facility", String(200), nullable=False, default=""),
@@ -124,12 +147,9 @@ class StoredMessage:
 
 def _row(r: Any) -> StoredMessage:
     m = r._mapping
-    received = m["received_at"]
-    if received.tzinfo is None:
-        received = received.replace(tzinfo=UTC)
     return StoredMessage(
         id=m["id"],
-        received_at=received,
+        received_at=m["received_at"],
         processed_at=m["processed_at"],
         source=m["source"],
         sending_application=m["sending_application"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from datetime import UTC, timedelta, timezone
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -149,6 +150,22 @@ def test_search_filters(store, writer):
     assert [m.control_id for m in store.search(status="processed")] == ["s1"]
     assert [m.status for m in store.search(message_type="ADT")] == ["processed"]
     assert len(store.search(sender="HOSP")) == 1
+
+
+def test_time_filters_compare_instants_not_wall_clocks(store, writer):
+    """``since``/``until`` with any UTC offset mean the same instant (SQLite keeps no offset of its own)."""
+    p = Hl7Pipeline(store, writer)
+    p.ingest(adt("t1"), "t")
+    m = store.search()[0]
+    assert m.received_at.utcoffset() == timedelta(0) and m.processed_at is not None \
+        and m.processed_at.utcoffset() == timedelta(0)
+    before, after = m.received_at - timedelta(minutes=5), m.received_at + timedelta(minutes=5)
+    for zone in (timezone(timedelta(hours=1)), timezone(timedelta(hours=-6)), UTC):
+        assert [x.control_id for x in store.search(since=before.astimezone(zone))] == ["t1"], zone
+        assert store.search(since=after.astimezone(zone)) == [], zone
+        assert list(store.iter_ids(until=after.astimezone(zone))) == [m.id], zone
+        assert list(store.iter_ids(until=before.astimezone(zone))) == [], zone
+    assert [x.id for x in store.search(since=before.replace(tzinfo=None))] == [m.id]  # naive: UTC
 
 
 def test_writer_thread_leaves_when_idle_and_a_new_one_takes_over(store, writer, monkeypatch):
