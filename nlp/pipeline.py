@@ -26,8 +26,19 @@ _ALLERGY_SECTIONS = {"allergies", "allergy"}
 _SEP = "\u241f"  # joins concept id and synonym flags inside a TargetRule literal-free metadata key
 
 
+class _PyFastNerRuleNotes(logging.Filter):
+    """PyFastNER notes each rule character it does not support at INFO on the root logger (~60 lines at
+    every start); those notes say nothing about our rules' outcome, so they are dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "root" and "is not a eligible syntax" in str(record.msg))
+
+
 def silence_noisy_loggers() -> None:
     """PyRuSH logs every sentence at DEBUG through loguru; keep it quiet unless asked for."""
+    root = logging.getLogger()
+    if not any(isinstance(f, _PyFastNerRuleNotes) for f in root.filters):
+        root.addFilter(_PyFastNerRuleNotes())
     try:
         from loguru import logger as loguru_logger
 

@@ -83,6 +83,19 @@ def test_baseline_differs_from_tuned():
     assert ms[0].negated  # medSpaCy's default rules take "no increase" as a negation
 
 
+def test_extract_does_not_flood_the_log(nlp, caplog):
+    """PyFastNER notes a rule character it cannot use ("... is not a eligible syntax") at INFO on the root
+    logger for each sentence end it tries (~60 lines per call): those notes are dropped, nothing else."""
+    import logging
+
+    caplog.set_level(logging.INFO)
+    assert nlp.extract("Warm-up: no acute distress. Denies chest pain.") is not None
+    logging.getLogger().info("a root INFO line of ours")
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "eligible syntax" in m]
+    assert "a root INFO line of ours" in messages
+
+
 def test_thread_safe_extract(nlp):
     text = "Denies chest pain. History of hypertension on lisinopril."
     expected = [m.to_dict() for m in nlp.extract(text)]
