@@ -114,9 +114,9 @@ def metrics_providers(app: Flask) -> list[Any]:
     out: list[Any] = []
     pipeline = app.extensions.get("hl7v2_pipeline")
     if pipeline is not None:
-        from interfaces.web import metrics_text
+        from interfaces.monitor import pipeline_metrics
 
-        out.append(lambda: metrics_text(pipeline))
+        out.append(lambda: pipeline_metrics(pipeline))
     if "inference" in app.extensions:
         from inference import metrics as inference_metrics
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -59,17 +61,30 @@ def send(files: tuple[str, ...], host: str, port: int, timeout: float) -> None:
     """Send FILES (single messages or FHS/BHS batch files; directories are walked) over MLLP."""
     counts: dict[str, int] = {}
     with MllpClient(host, port, timeout=timeout) as client:
-        for path in iter_files(list(files)):
-            for message in read_messages(path):
-                expect = 2 if _enhanced_with_app_ack(message) else 1
-                acks = client.send(message, expect=expect)
-                code = ack_code(acks[-1])
-                counts[code] = counts.get(code, 0) + 1
-                if code not in ("AA", "CA"):
-                    click.echo(f"{path}: {code} {acks[-1].decode('utf-8', 'replace')!r}", err=True)
+        for path, message in _messages_of(list(files), counts):
+            expect = 2 if _enhanced_with_app_ack(message) else 1
+            acks = client.send(message, expect=expect)
+            code = ack_code(acks[-1])
+            counts[code] = counts.get(code, 0) + 1
+            if code not in ("AA", "CA"):
+                click.echo(f"{path}: {code} {acks[-1].decode('utf-8', 'replace')!r}", err=True)
     click.echo(" ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "no messages found")
     if any(k not in ("AA", "CA") for k in counts):
         sys.exit(1)
+
+
+NO_MESSAGE = "no-message"  # the count of files that hold no HL7v2 message
+
+
+def _messages_of(paths: list[str], counts: dict[str, int]) -> Iterator[tuple[Path, bytes]]:
+    """Each file's messages in order; a file without one is reported (and counted), not skipped silently."""
+    for path in iter_files(paths):
+        found = read_messages(path)
+        if not found:
+            counts[NO_MESSAGE] = counts.get(NO_MESSAGE, 0) + 1
+            click.echo(f"{path}: no HL7v2 message in it (no MSH segment)", err=True)
+        for message in found:
+            yield path, message
 
 
 def _enhanced_with_app_ack(message: bytes) -> bool:
@@ -98,13 +113,14 @@ def load(directory: str) -> None:
             counts[result.status] = counts.get(result.status, 0) + 1
         group.clear()
 
-    for path in iter_files([directory]):
-        for message in read_messages(path):
-            group.append((message, f"file:{path}", None))
-            if len(group) >= 64:
-                flush()
+    for path, message in _messages_of([directory], counts):
+        group.append((message, f"file:{path}", None))
+        if len(group) >= 64:
+            flush()
     flush()
     click.echo(" ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "no messages found")
+    if NO_MESSAGE in counts:
+        sys.exit(1)
 
 
 @hl7.command()
@@ -132,6 +148,8 @@ def replay(ids: tuple[int, ...], status: str | None, since: str | None, until: s
 @click.option("--tls-cert", type=click.Path(exists=True), help="PEM certificate (enables MLLP over TLS)")
 @click.option("--tls-key", type=click.Path(exists=True))
 @click.option("--tls-ca", type=click.Path(exists=True), help="require client certificates from this CA")
+@click.option("--metrics-port", type=int, envvar="DIGITALFRONT_MLLP_METRICS_PORT", show_envvar=True,
+              help="also serve /metrics, /healthz and /readyz over HTTP on this port (same bind address)")
 def mllp(
     host: str,
     port: int,
@@ -140,9 +158,11 @@ def mllp(
     tls_cert: str | None,
     tls_key: str | None,
     tls_ca: str | None,
+    metrics_port: int | None,
 ) -> None:
     """Run the MLLP listener in the foreground."""
     from interfaces.mllp import start_listener_thread, tls_context
+    from interfaces.monitor import MonitorServer
 
     parent = os.environ.get("DIGITALFRONT_PARENT_PID")
     if parent:  # started by ``digitalfront serve --mllp-port``: leave with it, even after a kill -9
@@ -155,6 +175,9 @@ def mllp(
         _services(), host, port, max_message_bytes=max_message_bytes, idle_timeout=idle_timeout, ssl_context=ctx
     )
     click.echo(f"MLLP listening on {handle.host}:{handle.port}", err=True)
+    if metrics_port is not None and handle.pipeline is not None:
+        monitor = MonitorServer(handle, handle.pipeline, host, metrics_port)
+        click.echo(f"MLLP metrics on http://{host}:{monitor.port}/metrics (/healthz, /readyz)", err=True)
     try:
         handle.wait()
     except KeyboardInterrupt:

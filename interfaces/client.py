@@ -9,6 +9,7 @@ from pathlib import Path
 
 from interfaces.er7 import split_segments
 from interfaces.framing import FrameDecoder, frame
+from interfaces.parsing import charset_of
 
 BATCH_SEGMENTS = ("FHS", "BHS", "BTS", "FTS")
 
@@ -36,12 +37,11 @@ def iter_files(paths: list[str]) -> Iterator[Path]:
 
 
 def read_messages(path: Path) -> list[bytes]:
+    """The file's messages, each in the file's own character set (MSH-18 still has to describe the bytes
+    a receiver gets, so they are never transcoded)."""
     raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    return [m.encode("utf-8") for m in split_batch(text)]
+    codec = charset_of(raw)
+    return [m.encode(codec, errors="replace") for m in split_batch(raw.decode(codec, errors="replace"))]
 
 
 class MllpClient:

@@ -170,6 +170,7 @@ class ListenerHandle:
 
     def __init__(self, server: MllpServer) -> None:
         self.server = server
+        self.pipeline: Hl7Pipeline | None = None  # the pipeline it feeds, when started with one
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -229,8 +230,10 @@ def start_pipeline_listener(
     group = opts.pop("group_commit", True)
     if group and pipeline.prepare_pool is not None:  # workers up before the first burst
         threading.Thread(target=pipeline.prepare_pool.start, name="hl7-prepare-start", daemon=True).start()
-    return ListenerHandle(MllpServer(pipeline.ingest, host=host, port=port,
-                                     submit_handler=pipeline.submit if group else None, **opts))
+    handle = ListenerHandle(MllpServer(pipeline.ingest, host=host, port=port,
+                                       submit_handler=pipeline.submit if group else None, **opts))
+    handle.pipeline = pipeline
+    return handle
 
 
 def start_listener_thread(

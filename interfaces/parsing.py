@@ -121,15 +121,41 @@ def header_of(msg: Er7Message) -> Header:
     )
 
 
-def decode(raw: bytes) -> str:
-    """Decode per MSH-18 when it names UTF-8; HL7's ASCII/8859-1 default otherwise."""
-    head = raw[:512]
-    if b"UTF-8" in head.upper() or b"UNICODE" in head.upper():
-        return raw.decode("utf-8", errors="replace")
+# HL7 table 0211 (MSH-18) -> Python codec. UTF-16/32 are left out: MLLP's single-byte framing excludes them.
+CHARSETS: dict[str, str] = {
+    "ASCII": "ascii", "UNICODE": "utf-8", "UNICODE UTF-8": "utf-8", "GB 18030-2000": "gb18030", "BIG-5": "big5",
+    "KS X 1001": "euc_kr", **{f"8859/{n}": f"iso8859-{n}" for n in (1, 2, 3, 4, 5, 6, 7, 8, 9, 15)},
+}
+
+
+def declared_charset(raw: bytes) -> str | None:
+    """The Python codec for the message's MSH-18 (first repetition), None when absent or unknown."""
+    first = next((seg for seg in raw[:65536].replace(b"\n", b"\r").split(b"\r")
+                  if seg.lstrip(b"\xef\xbb\xbf").startswith(b"MSH")), b"").lstrip(b"\xef\xbb\xbf")
+    if len(first) < 8:  # none (a batch file's FHS/BHS come first: its first MSH tells)
+        return None
+    fields = first.split(first[3:4])
+    if len(fields) < 18:
+        return None
+    value = fields[17].split(first[5:6], 1)[0].strip().upper()
+    return CHARSETS.get(value.decode("ascii", "replace"))
+
+
+def charset_of(raw: bytes) -> str:
+    """The codec ``decode`` reads ``raw`` with: UTF-8 whenever the bytes are valid UTF-8 (senders that declare
+    8859/1 and send UTF-8 are common; ISO 8859 text is practically never valid UTF-8), otherwise MSH-18's
+    charset, and ISO 8859-1 when MSH-18 names none or ASCII."""
     try:
-        return raw.decode("utf-8")
+        raw.decode("utf-8")
     except UnicodeDecodeError:
-        return raw.decode("latin-1")
+        declared = declared_charset(raw)
+        return "latin-1" if declared in (None, "ascii") else declared
+    return "utf-8"
+
+
+def decode(raw: bytes) -> str:
+    """The message as text, per ``charset_of`` (a byte the declared charset lacks becomes U+FFFD)."""
+    return raw.decode(charset_of(raw), errors="replace")
 
 
 def parse(raw: bytes | str, *, engine: str = "er7") -> tuple[Er7Message, Header]:

@@ -12,6 +12,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, jsonify, request
 
 from fhir_server.errors import OperationOutcomeError, bad_request, not_found
+from interfaces.monitor import CONTENT_TYPE, pipeline_metrics
 from interfaces.pipeline import Hl7Pipeline
 from interfaces.service import pipeline_for
 
@@ -114,34 +115,9 @@ def create_blueprint(services: Any, pipeline: Hl7Pipeline) -> Blueprint:
     @bp.get("/hl7v2/metrics")
     def metrics() -> Response:
         """Prometheus text format, for scraping or for the app's /metrics to include."""
-        return Response(metrics_text(pipeline), mimetype="text/plain; version=0.0.4")
+        return Response(pipeline_metrics(pipeline), mimetype=CONTENT_TYPE)
 
     return bp
-
-
-def metrics_text(pipeline: Hl7Pipeline) -> str:
-    lines = [
-        "# HELP digitalfront_hl7v2_messages HL7v2 messages in the store by status",
-        "# TYPE digitalfront_hl7v2_messages gauge",
-    ]
-    lines += [f'digitalfront_hl7v2_messages{{status="{s}"}} {n}' for s, n in pipeline.store.counts().items()]
-    stats = pipeline.stats
-    lines += [
-        "# HELP digitalfront_hl7v2_group_commits_total Transactions that applied HL7v2 messages (group commit)",
-        "# TYPE digitalfront_hl7v2_group_commits_total counter",
-        f"digitalfront_hl7v2_group_commits_total {stats.group_commits}",
-        "# HELP digitalfront_hl7v2_applied_total HL7v2 messages applied by those transactions",
-        "# TYPE digitalfront_hl7v2_applied_total counter",
-        f"digitalfront_hl7v2_applied_total {stats.applied}",
-        "# HELP digitalfront_hl7v2_prepared_total HL7v2 messages mapped, validated and indexed by a worker process",
-        "# TYPE digitalfront_hl7v2_prepared_total counter",
-        f"digitalfront_hl7v2_prepared_total {stats.prepared}",
-        "# HELP digitalfront_hl7v2_stored_with_group_total HL7v2 messages stored by the commit of a group being "
-        "applied",
-        "# TYPE digitalfront_hl7v2_stored_with_group_total counter",
-        f"digitalfront_hl7v2_stored_with_group_total {stats.stored_with_group}",
-    ]
-    return "\n".join(lines) + "\n"
 
 
 def init_app(app: Flask, services: Any) -> None:

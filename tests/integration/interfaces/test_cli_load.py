@@ -37,3 +37,15 @@ def test_load_a_directory_then_replay(tmp_path, monkeypatch):
     (patient,) = services.client.search("Patient", [("identifier", "urn:oid:1.2.3|600")])
     assert patient["name"][0]["family"] == "Later"  # the A08 of the later file was applied after the ORUs
     assert len(services.client.search("DiagnosticReport", [("_count", "200")])) == 70
+
+
+def test_load_reports_a_file_without_messages_and_fails(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIGITALFRONT_DATABASE_URL", f"sqlite:///{tmp_path}/load.db")
+    monkeypatch.setenv("DIGITALFRONT_AUTH", "off")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.hl7").write_bytes(adt("A01", "ld-one", mrn="650"))
+    (inbox / "b.csv").write_text("mrn,name\n650,Doe\n")
+    out = CliRunner().invoke(hl7, ["load", str(inbox)], catch_exceptions=False)
+    assert out.exit_code == 1 and "processed=1" in out.output and "no-message=1" in out.output, out.output
+    assert "b.csv: no HL7v2 message in it" in out.output

@@ -22,9 +22,9 @@ def oru(cid: str, mrn: str = "700", v: str = "95") -> bytes:
 
 
 def services_metrics(services) -> str:  # noqa: F811
-    from interfaces.web import metrics_text
+    from interfaces.monitor import pipeline_metrics
 
-    return metrics_text(pipeline_for(services))
+    return pipeline_metrics(pipeline_for(services))
 
 
 def count(services, rtype: str, params: list[tuple[str, str]]) -> int:  # noqa: F811

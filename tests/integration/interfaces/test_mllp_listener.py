@@ -152,3 +152,74 @@ def test_mllp_over_tls(tmp_path):
     finally:
         handle.stop()
     assert store.counts()["processed"] == 1
+
+
+def test_hl7_send_keeps_each_files_charset_and_reports_files_without_messages(listener, tmp_path):
+    """``digitalfront hl7 send``: an ISO 8859-2 batch goes out byte for byte (MSH-18 must still describe what
+    the receiver gets), the receiver decodes it by MSH-18, and a file holding no message fails the run."""
+    from click.testing import CliRunner
+
+    from interfaces.cli import hl7
+
+    polish = (msg("pl1").decode().replace("|P|2.5.1\r", "|P|2.5.1|||||POL|8859/2\r")
+              .replace("Doe^Jane", "Łukaszewicz^Żaneta"))
+    raw = polish.encode("iso8859-2")
+    (tmp_path / "a_batch.hl7").write_bytes(b"FHS|^~\\&|LAB\rBHS|^~\\&|LAB\r" + raw + b"BTS|1\rFTS|1\r")
+    (tmp_path / "b_notes.txt").write_text("not an HL7 message\n")
+    out = CliRunner().invoke(hl7, ["send", str(tmp_path / "a_batch.hl7"), str(tmp_path / "b_notes.txt"),
+                                   "--port", str(listener.port)], catch_exceptions=False)
+    assert out.exit_code == 1 and "AA=1" in out.output and "no-message=1" in out.output, out.output
+    assert "b_notes.txt: no HL7v2 message in it" in out.output
+    (stored,) = listener.store.search()
+    assert stored.raw == raw  # not transcoded to UTF-8
+    (bundle,) = listener.writer.bundles
+    patient = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+    assert patient["name"][0]["family"] == "Łukaszewicz" and patient["name"][0]["given"] == ["Żaneta"]
+
+
+def _get(url: str) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_monitor_port_serves_the_listeners_metrics_and_health(listener, tmp_path):
+    from interfaces.monitor import MonitorServer
+
+    monitor = MonitorServer(listener, listener.pipeline)
+    base = f"http://127.0.0.1:{monitor.port}"
+    try:
+        with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as s:
+            s.sendall(b"noise" + frame(msg("mon1")) + frame(msg("mon2")) + frame(b"junk"))
+            acks: list[bytes] = []
+            buf = b""
+            while len(acks) < 3:
+                buf += s.recv(65536)
+                while FS + b"\r" in buf:
+                    one, buf = buf.split(FS + b"\r", 1)
+                    acks.append(one.lstrip(VT))
+        assert [ack_code(a) for a in acks] == ["AA", "AA", "AR"]
+        status, text = _get(base + "/metrics")
+        assert status == 200
+        lines = set(text.splitlines())
+        assert {'digitalfront_mllp_messages_total{ack="AA"} 2', 'digitalfront_mllp_messages_total{ack="AR"} 1',
+                "digitalfront_mllp_connections_total 1", "digitalfront_mllp_discarded_bytes_total 5",
+                'digitalfront_hl7v2_messages{status="processed"} 2',
+                'digitalfront_hl7v2_messages{status="rejected"} 1', "digitalfront_hl7v2_applied_total 2"} <= lines, text
+        assert _get(base + "/healthz")[0] == 200 and _get(base + "/readyz")[0] == 200
+        assert _get(base + "/nothing")[0] == 404
+        # the database stops answering (its file replaced by a directory): not ready, still alive
+        listener.store.engine.dispose()
+        (tmp_path / "hl7.db").unlink()
+        (tmp_path / "hl7.db").mkdir()
+        status, text = _get(base + "/readyz")
+        assert status == 503 and "message store" in text and _get(base + "/healthz")[0] == 200
+        listener.stop()
+        assert _get(base + "/healthz")[0] == 503
+    finally:
+        monitor.stop()

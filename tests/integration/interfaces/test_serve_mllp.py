@@ -53,18 +53,25 @@ def get_json(url: str) -> dict:
 
 
 def test_serve_with_mllp_port_acks_after_commit_and_serves_the_result(tmp_path):
-    http_port, mllp_port = free_port(), free_port()
+    http_port, mllp_port, metrics_port = free_port(), free_port(), free_port()
     exe = REPO / ".venv" / "bin" / "digitalfront"
     cmd = [str(exe), "serve", "--port", str(http_port), "--mllp-port", str(mllp_port),
            "--database-url", f"sqlite:///{tmp_path}/serve.db", "--workers", "1", "--threads", "2"]
     env = {**os.environ, "DIGITALFRONT_AUTH": "off", "DIGITALFRONT_DATA_DIR": str(tmp_path), "PYTHONPATH": str(REPO),
-           "DIGITALFRONT_HL7_WORKERS": "auto"}  # the server default: worker processes on a multi-core machine
+           "DIGITALFRONT_HL7_WORKERS": "auto",  # the server default: worker processes on a multi-core machine
+           "DIGITALFRONT_MLLP_METRICS_PORT": str(metrics_port)}  # the listener's own /metrics, /healthz, /readyz
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for_port(mllp_port, proc)
         with MllpClient("127.0.0.1", mllp_port, timeout=60) as c:
             acks = [c.send(oru(f"srv-{i}", mrn="4242"))[0] for i in range(3)]
         assert [ack_code(a) for a in acks] == ["AA", "AA", "AA"], acks
+        wait_for_http(f"http://127.0.0.1:{metrics_port}/readyz")
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30) as resp:
+            metrics = set(resp.read().decode().splitlines())
+        # the listener process's own counters: the API processes' /metrics never see these
+        assert {'digitalfront_mllp_messages_total{ack="AA"} 3', "digitalfront_hl7v2_applied_total 3",
+                'digitalfront_hl7v2_messages{status="processed"} 3'} <= metrics, metrics
         wait_for_port(http_port, proc)
         wait_for_http(f"http://127.0.0.1:{http_port}/healthz")
         base = f"http://127.0.0.1:{http_port}/fhir"
