@@ -179,6 +179,12 @@ class TerminologyService:
     def codes_above(self, system: str, code: str) -> set[str]:
         return self._related(system, code, below=False)
 
+    def knows_code(self, system: str, code: str) -> bool:
+        """True when ``code`` is a concept of a code system loaded here (so ``:below``/``:above`` can use
+        its hierarchy)."""
+        cs = self.index.code_system(system)
+        return cs is not None and self.index.concept(cs, code) is not None
+
     def _related(self, system: str, code: str, below: bool) -> set[str]:
         cs = self.index.code_system(system)
         c = self.index.concept(cs, code) if cs is not None else None

@@ -59,11 +59,12 @@ def build_bundle(router: FhirRouter, req: FhirRequest, parsed: ParsedSearch, pat
     if total is not None:
         bundle["total"] = total
     bundle["link"] = links
-    if parsed.ignored:
-        entries.append({"resource": {"resourceType": "OperationOutcome", "issue": [
-            {"severity": "warning", "code": "not-supported",
-             "diagnostics": f"Ignored search parameter {k}={v}"} for k, v in parsed.ignored]},
-            "search": {"mode": "outcome"}})
+    issues = [{"severity": "warning", "code": "not-supported", "diagnostics": f"Ignored search parameter {k}={v}"}
+              for k, v in parsed.ignored]
+    issues += [{"severity": "warning", "code": "not-found", "diagnostics": w} for w in parsed.warnings]
+    if issues:
+        entries.append({"resource": {"resourceType": "OperationOutcome", "issue": issues},
+                        "search": {"mode": "outcome"}})
     if entries:
         bundle["entry"] = entries
     return bundle

@@ -47,12 +47,15 @@ class Terminology(Protocol):
 
     def codes_above(self, system: str, code: str) -> set[str]: ...
 
+    def knows_code(self, system: str, code: str) -> bool: ...
+
 
 @dataclass
 class ParsedSearch:
     query: SearchQuery
     applied: list[tuple[str, str]] = field(default_factory=list)
     ignored: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # for the searchset's OperationOutcome entry
     summary: str | None = None
     elements: list[str] | None = None
 
@@ -78,6 +81,29 @@ class SearchParser:
                 raise
             if applied:
                 out.applied.append((name, value))
+        out.warnings.extend(self._hierarchy_warnings(q.criteria))
+        return out
+
+    def _hierarchy_warnings(self, criteria: list[Criterion]) -> list[str]:
+        """``:below``/``:above`` on a code this server has no hierarchy for matches that code alone: say so,
+        instead of a silent short result (SNOMED CT and LOINC are imported, not shipped)."""
+        out: list[str] = []
+        knows = getattr(self.terminology, "knows_code", None)
+        todo = list(criteria)
+        while todo and knows is not None:
+            c = todo.pop()
+            todo.extend(c.subs)
+            if c.sub is not None:
+                todo.append(c.sub)
+            if c.kind != "param" or c.modifier not in ("below", "above") or c.param is None \
+                    or c.param.type != "token":
+                continue
+            for v in c.values:
+                parts = escape_split(v, "|")
+                if len(parts) == 2 and not knows(parts[0], parts[1]):
+                    out.append(f"{c.param.code}:{c.modifier}={v}: code {parts[1]!r} is not in any code system "
+                               f"loaded here ({parts[0]}), so only that code itself matched; a code system "
+                               "such as SNOMED CT or LOINC has to be imported first (digitalfront terminology)")
         return out
 
     # ------------------------------------------------------------------

@@ -183,6 +183,24 @@ def test_token_in_and_below_search_through_the_terminology_service(tx):
     assert _get(tx, "Condition", **{"clinical-status:in": CLINICAL_VS})["total"] == 5
 
 
+def test_below_on_a_code_system_not_loaded_warns_in_the_searchset(tx):
+    """SNOMED CT is imported, not shipped: without it ``:below`` can only match the code itself, and the
+    searchset says so in an OperationOutcome entry (search.mode = outcome) instead of a silent short result."""
+    sct = "http://snomed.info/sct"
+    finding = _post(tx, "Observation", _observation("404684003", sct))["id"]
+    _post(tx, "Observation", _observation("15777000", sct))  # a descendant, which cannot be known here
+    found = _get(tx, "Observation", **{"code:below": f"{sct}|404684003"})
+    matches = [e for e in found["entry"] if e["search"]["mode"] == "match"]
+    (outcome,) = [e["resource"] for e in found["entry"] if e["search"]["mode"] == "outcome"]
+    assert [e["resource"]["id"] for e in matches] == [finding]
+    (issue,) = outcome["issue"]
+    assert issue["severity"] == "warning" and "404684003" in issue["diagnostics"] \
+        and "only that code itself matched" in issue["diagnostics"]
+    _post(tx, "CodeSystem", CODE_SYSTEM)
+    known = _get(tx, "Observation", **{"code:below": f"{CS_URL}|upper"})
+    assert all(e["search"]["mode"] == "match" for e in known.get("entry", []))  # a loaded hierarchy: no warning
+
+
 def test_search_modifier_errors_are_operation_outcomes(tx):
     _get(tx, "Observation", 400, **{"code:in": "http://example.org/fhir/ValueSet/unknown"})
     _get(tx, "Observation", 400, **{"code:below": "no-system-bar"})
