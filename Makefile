@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8080
+MLLP_PORT ?= 2575
 
 .PHONY: serve test lint bench compiled eval-nlp clean triton-venv browser-deps
 
@@ -19,8 +20,9 @@ $(STAMP): pyproject.toml
 compiled: $(STAMP)
 	$(PY) scripts/build_compiled.py
 
+# everything on the embedded default: FHIR API, SMART, CDS Hooks, NLP, in-process models, and the MLLP listener
 serve: compiled
-	$(VENV)/bin/digitalfront serve --host $(HOST) --port $(PORT) --demo $(SERVE_ARGS)
+	$(VENV)/bin/digitalfront serve --host $(HOST) --port $(PORT) --mllp-port $(MLLP_PORT) --demo $(SERVE_ARGS)
 
 test: compiled
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)

@@ -24,6 +24,17 @@ def cli(verbose: bool) -> None:
     """DigitalFront: FHIR R4 server, HL7v2 feeds, CDS Hooks, SMART apps and clinical AI."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        quiet_migration_chatter()
+
+
+def quiet_migration_chatter() -> None:
+    """Alembic announces its plugins and its dialect at INFO each time a command opens the database (eight
+    lines before ``hl7 replay`` says anything); only a migration step that runs is news."""
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    migration = logging.getLogger("alembic.runtime.migration")
+    if not migration.filters:
+        migration.addFilter(lambda r: r.levelno > logging.INFO or r.getMessage().startswith("Running "))
 
 
 def _settings(database_url: str | None) -> Settings:

@@ -60,14 +60,18 @@ def hl7() -> None:
 def send(files: tuple[str, ...], host: str, port: int, timeout: float) -> None:
     """Send FILES (single messages or FHS/BHS batch files; directories are walked) over MLLP."""
     counts: dict[str, int] = {}
-    with MllpClient(host, port, timeout=timeout) as client:
-        for path, message in _messages_of(list(files), counts):
-            expect = 2 if _enhanced_with_app_ack(message) else 1
-            acks = client.send(message, expect=expect)
-            code = ack_code(acks[-1])
-            counts[code] = counts.get(code, 0) + 1
-            if code not in ("AA", "CA"):
-                click.echo(f"{path}: {code} {acks[-1].decode('utf-8', 'replace')!r}", err=True)
+    try:
+        with MllpClient(host, port, timeout=timeout) as client:
+            for path, message in _messages_of(list(files), counts):
+                expect = 2 if _enhanced_with_app_ack(message) else 1
+                acks = client.send(message, expect=expect)
+                code = ack_code(acks[-1])
+                counts[code] = counts.get(code, 0) + 1
+                if code not in ("AA", "CA"):
+                    click.echo(f"{path}: {code} {acks[-1].decode('utf-8', 'replace')!r}", err=True)
+    except OSError as exc:  # refused, reset, timed out: where, and what had been acknowledged before it
+        done = " ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "nothing"
+        raise click.ClickException(f"MLLP {host}:{port}: {exc.strerror or exc} (answered before: {done})") from None
     click.echo(" ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "no messages found")
     if any(k not in ("AA", "CA") for k in counts):
         sys.exit(1)

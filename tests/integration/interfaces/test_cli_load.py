@@ -49,3 +49,25 @@ def test_load_reports_a_file_without_messages_and_fails(tmp_path, monkeypatch):
     out = CliRunner().invoke(hl7, ["load", str(inbox)], catch_exceptions=False)
     assert out.exit_code == 1 and "processed=1" in out.output and "no-message=1" in out.output, out.output
     assert "b.csv: no HL7v2 message in it" in out.output
+
+
+def test_shipped_demo_messages_all_apply(tmp_path, monkeypatch):
+    """The README's HL7v2 examples send digitalfront/demo_data/hl7v2/: every one of them is applied (AA)."""
+    from interfaces.tools.ig_samples import DEMO_DIR
+
+    monkeypatch.setenv("DIGITALFRONT_DATABASE_URL", f"sqlite:///{tmp_path}/demo.db")
+    monkeypatch.setenv("DIGITALFRONT_AUTH", "off")
+    files = sorted(DEMO_DIR.glob("*.hl7"))
+    assert len(files) == 7
+    out = CliRunner().invoke(hl7, ["load", str(DEMO_DIR)], catch_exceptions=False)
+    assert out.exit_code == 0 and out.output.strip().endswith("processed=7"), out.output
+
+
+def test_shipped_demo_messages_are_the_ig_samples():
+    from interfaces.tools.ig_samples import DEMO_DIR
+    from tests.unit.interfaces.hl7_testkit import ig_messages
+
+    samples = ig_messages()  # skips, saying so, without ../shared
+    assert {p.stem.upper() for p in DEMO_DIR.glob("*.hl7")} == set(samples)
+    for structure, text in samples.items():
+        assert (DEMO_DIR / f"{structure.lower()}.hl7").read_bytes() == text.encode("utf-8"), structure

@@ -223,3 +223,17 @@ def test_monitor_port_serves_the_listeners_metrics_and_health(listener, tmp_path
         assert _get(base + "/healthz")[0] == 503
     finally:
         monitor.stop()
+
+
+def test_hl7_send_to_a_closed_port_is_a_clear_error(tmp_path):
+    from click.testing import CliRunner
+
+    from interfaces.cli import hl7
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "m.hl7").write_bytes(msg("closed"))
+    out = CliRunner().invoke(hl7, ["send", str(tmp_path / "m.hl7"), "--port", str(port)])
+    assert out.exit_code == 1 and "Traceback" not in out.output, out.output
+    assert f"MLLP 127.0.0.1:{port}: Connection refused (answered before: nothing)" in out.output, out.output

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from interfaces.tools.ig_samples import read_ig_messages
 
 REPO = Path(__file__).resolve().parents[3]
 IG = REPO.parent / "shared" / "corpora" / "v2-to-fhir"
@@ -17,13 +18,7 @@ def ig_messages() -> dict[str, str]:
     path = IG / "samples" / "test_conversions.md"
     if not path.exists():
         pytest.skip(f"IG samples not found at {path}")
-    out: dict[str, str] = {}
-    for m in re.finditer(r"<tr>\n(MSH.*?)</tr>", path.read_text(encoding="utf-8", errors="replace"), re.S):
-        text = "\r".join(line.removeprefix("<br>").rstrip() for line in m.group(1).strip().splitlines())
-        text = "\r".join(s for s in text.split("\r") if s.strip()) + "\r"
-        structure = text.split("\r")[0].split("|")[8].split("^")[-1]
-        out[structure] = text
-    return out
+    return read_ig_messages(path)
 
 
 class RecordingWriter:
