@@ -83,7 +83,10 @@ NO_MESSAGE = "no-message"  # the count of files that hold no HL7v2 message
 def _messages_of(paths: list[str], counts: dict[str, int]) -> Iterator[tuple[Path, bytes]]:
     """Each file's messages in order; a file without one is reported (and counted), not skipped silently."""
     for path in iter_files(paths):
-        found = read_messages(path)
+        try:
+            found = read_messages(path)
+        except OSError as exc:  # unreadable: not to be reported as the connection's failure
+            raise click.ClickException(f"{path}: {exc.strerror or exc}") from None
         if not found:
             counts[NO_MESSAGE] = counts.get(NO_MESSAGE, 0) + 1
             click.echo(f"{path}: no HL7v2 message in it (no MSH segment)", err=True)

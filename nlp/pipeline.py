@@ -27,8 +27,8 @@ _SEP = "\u241f"  # joins concept id and synonym flags inside a TargetRule litera
 
 
 class _PyFastNerRuleNotes(logging.Filter):
-    """PyFastNER notes each rule character it does not support at INFO on the root logger (~60 lines at
-    every start); those notes say nothing about our rules' outcome, so they are dropped."""
+    """PyFastNER notes a rule character it does not support at INFO on the root logger each time a sentence
+    rule meets it (~60 lines per extract call); the notes say nothing about the outcome, so they are dropped."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (record.name == "root" and "is not a eligible syntax" in str(record.msg))

@@ -18,7 +18,7 @@ from sqlalchemy.pool import StaticPool
 from terminology import loader, store
 from terminology.conceptmap import translate as _translate
 from terminology.errors import TerminologyError, UnknownCode, UnknownCodeSystem
-from terminology.index import CodeSystemInfo, TerminologyIndex
+from terminology.index import CodeSystemInfo, Concept, TerminologyIndex
 from terminology.schema import code_system, concept_map, metadata, value_set
 from terminology.valueset import Item, ValueSetEngine
 
@@ -182,14 +182,18 @@ class TerminologyService:
     def knows_code(self, system: str, code: str) -> bool:
         """True when ``code`` is a concept of a code system loaded here (so ``:below``/``:above`` can use
         its hierarchy)."""
-        cs = self.index.code_system(system)
-        return cs is not None and self.index.concept(cs, code) is not None
+        return self._concept(system, code) is not None
 
-    def _related(self, system: str, code: str, below: bool) -> set[str]:
+    def _concept(self, system: str, code: str) -> tuple[CodeSystemInfo, Concept] | None:
         cs = self.index.code_system(system)
         c = self.index.concept(cs, code) if cs is not None else None
-        if cs is None or c is None:
+        return None if cs is None or c is None else (cs, c)
+
+    def _related(self, system: str, code: str, below: bool) -> set[str]:
+        found = self._concept(system, code)
+        if found is None:
             return {code}
+        cs, c = found
         seqs = self.index.descendants(cs, c.seq) if below else self.index.ancestors(cs, c.seq)
         return {x.code for x in self.index.concepts(cs, seqs)} | {c.code}
 
