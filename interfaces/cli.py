@@ -178,12 +178,21 @@ def mllp(
         threading.Thread(target=exit_with_parent, args=(int(parent),), daemon=True).start()
 
     ctx = tls_context(tls_cert, tls_key, tls_ca) if tls_cert else None
-    handle = start_listener_thread(
-        _services(), host, port, max_message_bytes=max_message_bytes, idle_timeout=idle_timeout, ssl_context=ctx
-    )
+    services = _services()
+    try:
+        handle = start_listener_thread(
+            services, host, port, max_message_bytes=max_message_bytes, idle_timeout=idle_timeout, ssl_context=ctx
+        )
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        raise click.ClickException(f"cannot listen for MLLP on {host}:{port}: {exc.strerror or exc}") from None
     click.echo(f"MLLP listening on {handle.host}:{handle.port}", err=True)
     if metrics_port is not None and handle.pipeline is not None:
-        monitor = MonitorServer(handle, handle.pipeline, host, metrics_port)
+        try:
+            monitor = MonitorServer(handle, handle.pipeline, host, metrics_port)
+        except OSError as exc:
+            handle.stop()
+            raise click.ClickException(f"cannot serve metrics on {host}:{metrics_port}: {exc.strerror or exc}"
+                                       ) from None
         click.echo(f"MLLP metrics on http://{host}:{monitor.port}/metrics (/healthz, /readyz)", err=True)
     try:
         handle.wait()

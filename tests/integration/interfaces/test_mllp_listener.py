@@ -237,3 +237,16 @@ def test_hl7_send_to_a_closed_port_is_a_clear_error(tmp_path):
     out = CliRunner().invoke(hl7, ["send", str(tmp_path / "m.hl7"), "--port", str(port)])
     assert out.exit_code == 1 and "Traceback" not in out.output, out.output
     assert f"MLLP 127.0.0.1:{port}: Connection refused (answered before: nothing)" in out.output, out.output
+
+
+def test_mllp_command_on_a_taken_port_is_a_clear_error(listener, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from interfaces.cli import mllp
+
+    monkeypatch.setenv("DIGITALFRONT_DATABASE_URL", f"sqlite:///{tmp_path}/taken.db")
+    monkeypatch.setenv("DIGITALFRONT_AUTH", "off")
+    out = CliRunner().invoke(mllp, ["--port", str(listener.port)])
+    assert out.exit_code == 1 and "Traceback" not in out.output, out.output
+    assert f"cannot listen for MLLP on 127.0.0.1:{listener.port}:" in out.output
+    assert "address already in use" in out.output.lower()
