@@ -6,7 +6,7 @@ Only ``fhir_server/storage/`` implements it with SQLAlchemy; everything else
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -80,6 +80,16 @@ class FhirRepository(Protocol):
                 at: datetime | None, count: int, offset: int) -> HistoryPage: ...
 
     def search(self, query: SearchQuery) -> SearchResult: ...
+
+    def replace_meta(self, resource_type: str, id: str, change: Callable[[JsonDict], JsonDict]) -> StoredResource:
+        """The current version with ``meta`` replaced by ``change(meta)`` in place, index rows included: no
+        new version (``$meta-add``/``$meta-delete``); raises not_found (404) or gone (410)."""
+        ...
+
+    def meta_in_use(self, resource_types: list[str] | None) -> JsonDict:
+        """The tags, security labels (``{system, code}``) and profiles of current resources of these types
+        (all when None), as a ``Meta``: from the ``_tag``/``_security``/``_profile`` index rows."""
+        ...
 
     def unit_of_work(self) -> AbstractContextManager[FhirRepository]:
         """A repository bound to one DB transaction (commit on exit, rollback on error)."""

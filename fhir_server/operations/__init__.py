@@ -9,7 +9,7 @@ if TYPE_CHECKING:
 
 
 def register_core_operations(router: FhirRouter) -> None:
-    from fhir_server.operations import lastn, patient_everything, reindex
+    from fhir_server.operations import lastn, meta, patient_everything, reindex
 
     try:
         from fhir_server.operations.validate import validate_operation
@@ -24,5 +24,12 @@ def register_core_operations(router: FhirRouter) -> None:
                               definition="http://hl7.org/fhir/OperationDefinition/Patient-everything")
     router.register_operation("lastn", lastn.lastn, level="type", resource_types=["Observation"],
                               definition="http://hl7.org/fhir/OperationDefinition/Observation-lastn")
+    router.register_operation("meta", meta.meta, level=("system", "type", "instance"),
+                              definition="http://hl7.org/fhir/OperationDefinition/Resource-meta")
+    router.register_operation("meta-add", meta.meta_add, level="instance", methods=("POST",), affects_state=True,
+                              definition="http://hl7.org/fhir/OperationDefinition/Resource-meta-add")
+    router.register_operation("meta-delete", meta.meta_delete, level="instance", methods=("POST",),
+                              affects_state=True,
+                              definition="http://hl7.org/fhir/OperationDefinition/Resource-meta-delete")
     router.register_operation("reindex", reindex.reindex, level=("system", "type"), methods=("POST", "GET"),
                               affects_state=True)

@@ -524,6 +524,36 @@ class SqlFhirRepository(JobStore):
         self._events.append(ResourceChanged("delete", rt, id, version, None))
         return WriteResult(stored, created=False)
 
+    def replace_meta(self, resource_type: str, id: str, change: Callable[[JsonDict], JsonDict]) -> StoredResource:
+        with self._writing() as uow:
+            return uow._replace_meta(resource_type, id, change)
+
+    def _replace_meta(self, rt: str, id: str, change: Callable[[JsonDict], JsonDict]) -> StoredResource:
+        assert self._conn is not None
+        row = self._current_row_for_write(rt, id)
+        if row is None:
+            raise not_found(f"{rt}/{id} is not known")
+        if row.deleted:
+            raise gone(f"{rt}/{id} was deleted")
+        res = load_body(row.body) or {}
+        res = {**res, "meta": change(dict(res.get("meta") or {}))}
+        body = _dumps(res)
+        r, h = T.resource, T.history
+        done = self._conn.execute(update(r).where(r.c.pk == row.pk, r.c.version == row.version).values(body=body))
+        if done.rowcount != 1:
+            raise conflict("The resource was changed by a concurrent request; retry")
+        self._conn.execute(update(h).where(h.c.res_pk == row.pk, h.c.version == row.version).values(body=body))
+        self._pending.index_deletes.append(row.pk)  # _tag, _profile, _security and _content follow the meta
+        self._pending.keys.add((rt, id))
+        self._queue_index(row.pk, res)
+        return StoredResource(rt, id, row.version, from_us(row.last_updated), False, res, "PUT")
+
+    def meta_in_use(self, resource_types: list[str] | None) -> JsonDict:
+        from fhir_server.storage.meta_sql import meta_in_use
+
+        with self._reading() as conn:
+            return meta_in_use(conn, resource_types or sorted(self.resource_types))
+
     def _insert_sql(self, kind: str) -> str:
         return _INSERT_INDEX[self.sqlite][kind]
 
