@@ -17,18 +17,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, or_, select, text, update
 
 from fhir_server.errors import conflict, gone, not_found, precondition_failed, unprocessable
 from fhir_server.events import EventBus, ResourceChanged
 from fhir_server.ids import new_id
 from fhir_server.model import JsonDict
-from fhir_server.repository import HistoryPage, PartialStepWrite, StoredResource, WriteResult
+from fhir_server.repository import PartialStepWrite, StoredResource, WriteResult
 from fhir_server.search.extract import Extractor, IndexRows
 from fhir_server.search.query import SearchQuery, SearchResult
 from fhir_server.search.registry import SearchParamRegistry, default_registry
 from fhir_server.storage import tables as T
 from fhir_server.storage.engine import any_of, driver_rows, is_sqlite, list_param, writer
+from fhir_server.storage.jobs import JobStore
+from fhir_server.storage.queries import ResourceQueries
 from fhir_server.timeutil import from_us, instant, to_us
 
 log = logging.getLogger(__name__)
@@ -144,35 +146,7 @@ _INSERT_INDEX = {sqlite: {kind: _row_insert(T.INDEX_TABLES[kind].name, ("res_pk"
 
 
 
-class JobStore:
-    """Persisted background job state (``fhir_job``), shared by ``$reindex`` and friends."""
-
-    engine: Engine
-
-    def create_job(self, job_id: str, kind: str, params: dict[str, Any], total: int | None) -> None:
-        now = to_us(datetime.now(UTC))
-        with self.engine.begin() as conn:
-            conn.execute(insert(T.job).values(id=job_id, kind=kind, status="queued", params=_dumps(params),
-                                              progress=0, total=total, created=now, updated=now))
-
-    def update_job(self, job_id: str, **values: Any) -> None:
-        values["updated"] = to_us(datetime.now(UTC))
-        with self.engine.begin() as conn:
-            conn.execute(update(T.job).where(T.job.c.id == job_id).values(**values))
-
-    def get_job(self, job_id: str) -> dict[str, Any] | None:
-        with self.engine.connect().execution_options(readonly=True) as conn:
-            row = conn.execute(select(T.job).where(T.job.c.id == job_id)).first()
-        return dict(row._mapping) if row else None
-
-    def list_jobs(self, kind: str) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(T.job).where(T.job.c.kind == kind).order_by(T.job.c.created.desc())
-                                .limit(100)).all()
-        return [dict(r._mapping) for r in rows]
-
-
-class SqlFhirRepository(JobStore):
+class SqlFhirRepository(ResourceQueries, JobStore):
     """The repository; ``unit_of_work()`` returns a view bound to one transaction."""
 
     def __init__(self, engine: Engine, *, registry: SearchParamRegistry | None = None,
@@ -548,12 +522,6 @@ class SqlFhirRepository(JobStore):
         self._queue_index(row.pk, res)
         return StoredResource(rt, id, row.version, from_us(row.last_updated), False, res, "PUT")
 
-    def meta_in_use(self, resource_types: list[str] | None) -> JsonDict:
-        from fhir_server.storage.meta_sql import meta_in_use
-
-        with self._reading() as conn:
-            return meta_in_use(conn, resource_types or sorted(self.resource_types))
-
     def _insert_sql(self, kind: str) -> str:
         return _INSERT_INDEX[self.sqlite][kind]
 
@@ -608,62 +576,6 @@ class SqlFhirRepository(JobStore):
                 if self.sqlite:
                     cur.executemany(_FTS_INSERT, p.text)
 
-    # ------------------------------------------------------------ history
-    def history(self, resource_type: str | None, id: str | None, *, since: datetime | None,
-                at: datetime | None, count: int, offset: int) -> HistoryPage:
-        h = T.history
-        conds = []
-        if resource_type:
-            conds.append(h.c.res_type == resource_type)
-        if id:
-            conds.append(h.c.fhir_id == id)
-        if since is not None:
-            conds.append(h.c.last_updated >= to_us(since))
-        with self._reading() as conn:
-            if at is not None:
-                # the version current at `at`: latest version per resource with last_updated <= at
-                sub = (select(h.c.res_pk, func.max(h.c.version).label("v"))
-                       .where(and_(*conds, h.c.last_updated <= to_us(at))).group_by(h.c.res_pk).subquery())
-                base = select(h).join(sub, and_(h.c.res_pk == sub.c.res_pk, h.c.version == sub.c.v))
-            else:
-                base = select(h).where(and_(*conds)) if conds else select(h)
-            total = conn.execute(select(func.count()).select_from(base.subquery())).scalar()
-            rows = conn.execute(base.order_by(h.c.last_updated.desc(), h.c.res_pk.desc(), h.c.version.desc())
-                                .limit(count).offset(offset)).all()
-        entries = [self._row_to_stored(r) for r in rows]
-        nxt = offset + count if total is not None and offset + count < total else None
-        return HistoryPage(entries, total, nxt)
-
-    def resource_exists_ever(self, resource_type: str, id: str) -> bool:
-        with self._reading() as conn:
-            return self._current_row(conn, resource_type, id) is not None
-
-    # ------------------------------------------------------------ bulk reads
-    def iter_current(self, resource_types: list[str] | None = None,
-                     since: datetime | None = None) -> Iterator[StoredResource]:
-        r = T.resource
-        last = 0
-        while True:
-            stmt = select(r).where(r.c.deleted.is_(False), r.c.pk > last)
-            if resource_types:
-                stmt = stmt.where(r.c.res_type.in_(resource_types))
-            if since is not None:
-                stmt = stmt.where(r.c.last_updated >= to_us(since))
-            with self._reading() as conn:
-                rows = conn.execute(stmt.order_by(r.c.pk).limit(1000)).all()
-            if not rows:
-                return
-            for row in rows:
-                yield self._row_to_stored(row)
-            last = rows[-1].pk
-
-    def count_by_type(self) -> dict[str, int]:
-        r = T.resource
-        with self._reading() as conn:
-            rows = conn.execute(select(r.c.res_type, func.count()).where(r.c.deleted.is_(False))
-                                .group_by(r.c.res_type)).all()
-        return {t: n for t, n in rows}
-
     # ------------------------------------------------------------ search
     def search(self, query: SearchQuery) -> SearchResult:
         from fhir_server.storage.search_sql import SqlSearch
@@ -692,12 +604,6 @@ class SqlFhirRepository(JobStore):
             last = rows[-1].pk
             if progress:
                 progress(done)
-
-    def pk_of(self, resource_type: str, id: str) -> int | None:
-        r = T.resource
-        with self._reading() as conn:
-            return conn.execute(select(r.c.pk).where(r.c.res_type == resource_type, r.c.fhir_id == id,
-                                                     r.c.deleted.is_(False))).scalar()
 
 
 def or_all(conds: list[Any]) -> Any:
