@@ -82,8 +82,8 @@ class FhirRepository(Protocol):
     def search(self, query: SearchQuery) -> SearchResult: ...
 
     def replace_meta(self, resource_type: str, id: str, change: Callable[[JsonDict], JsonDict]) -> StoredResource:
-        """The current version with ``meta`` replaced by ``change(meta)`` in place, index rows included: no
-        new version (``$meta-add``/``$meta-delete``); raises not_found (404) or gone (410)."""
+        """The current version with its ``meta`` replaced by ``change(resource)`` in place, index rows included:
+        no new version (``$meta-add``/``$meta-delete``); raises not_found (404) or gone (410)."""
         ...
 
     def meta_in_use(self, resource_types: list[str] | None) -> JsonDict:

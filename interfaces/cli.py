@@ -6,7 +6,7 @@ import os
 import sys
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +41,9 @@ def _when(value: str | None) -> datetime | None:
     if not value:
         return None
     try:
-        parsed = datetime.fromisoformat(value)
+        return datetime.fromisoformat(value)  # without an offset: UTC (the store's UtcDateTime)
     except ValueError:
         raise click.BadParameter(f"not an ISO 8601 date/time: {value}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @click.group()
@@ -186,9 +185,9 @@ def mllp(
     except OSError as exc:  # the port is taken, or the address is not this machine's
         raise click.ClickException(f"cannot listen for MLLP on {host}:{port}: {exc.strerror or exc}") from None
     click.echo(f"MLLP listening on {handle.host}:{handle.port}", err=True)
-    if metrics_port is not None and handle.pipeline is not None:
+    if metrics_port is not None:
         try:
-            monitor = MonitorServer(handle, handle.pipeline, host, metrics_port)
+            monitor = MonitorServer(handle, host, metrics_port)
         except OSError as exc:
             handle.stop()
             raise click.ClickException(f"cannot serve metrics on {host}:{metrics_port}: {exc.strerror or exc}"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from interfaces.er7 import split_segments
 from interfaces.framing import FrameDecoder, frame
-from interfaces.parsing import charset_of
+from interfaces.parsing import decode_with_charset
 
 BATCH_SEGMENTS = ("FHS", "BHS", "BTS", "FTS")
 
@@ -40,8 +40,8 @@ def read_messages(path: Path) -> list[bytes]:
     """The file's messages, each in the file's own character set (MSH-18 still has to describe the bytes
     a receiver gets, so they are never transcoded)."""
     raw = path.read_bytes()
-    codec = charset_of(raw)
-    return [m.encode(codec, errors="replace") for m in split_batch(raw.decode(codec, errors="replace"))]
+    text, codec = decode_with_charset(raw)
+    return [m.encode(codec, errors="replace") for m in split_batch(text)]
 
 
 class MllpClient:

@@ -63,9 +63,10 @@ def listener_metrics(stats: ListenerStats) -> str:
 class MonitorServer:
     """``/metrics``, ``/healthz`` and ``/readyz`` of one MLLP listener, on a thread of their own."""
 
-    def __init__(self, handle: ListenerHandle, pipeline: Hl7Pipeline, host: str = "127.0.0.1",
-                 port: int = 0) -> None:
-        self.handle, self.pipeline = handle, pipeline
+    def __init__(self, handle: ListenerHandle, host: str = "127.0.0.1", port: int = 0) -> None:
+        if handle.pipeline is None:
+            raise ValueError("the listener feeds no pipeline (start it with start_pipeline_listener)")
+        self.handle, self.pipeline = handle, handle.pipeline
         monitor = self
 
         class Handler(BaseHTTPRequestHandler):

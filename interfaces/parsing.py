@@ -141,21 +141,21 @@ def declared_charset(raw: bytes) -> str | None:
     return CHARSETS.get(value.decode("ascii", "replace"))
 
 
-def charset_of(raw: bytes) -> str:
-    """The codec ``decode`` reads ``raw`` with: UTF-8 whenever the bytes are valid UTF-8 (senders that declare
-    8859/1 and send UTF-8 are common; ISO 8859 text is practically never valid UTF-8), otherwise MSH-18's
-    charset, and ISO 8859-1 when MSH-18 names none or ASCII."""
+def decode_with_charset(raw: bytes) -> tuple[str, str]:
+    """The message as text and the codec it was read with: UTF-8 whenever the bytes are valid UTF-8 (senders
+    that declare 8859/1 and send UTF-8 are common; ISO 8859 text is practically never valid UTF-8), otherwise
+    MSH-18's charset, and ISO 8859-1 when MSH-18 names none or ASCII (a byte the charset lacks becomes
+    U+FFFD). The common case decodes once."""
     try:
-        raw.decode("utf-8")
+        return raw.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         declared = declared_charset(raw)
-        return "latin-1" if declared in (None, "ascii") else declared
-    return "utf-8"
+        codec = "latin-1" if declared in (None, "ascii") else declared
+        return raw.decode(codec, errors="replace"), codec
 
 
 def decode(raw: bytes) -> str:
-    """The message as text, per ``charset_of`` (a byte the declared charset lacks becomes U+FFFD)."""
-    return raw.decode(charset_of(raw), errors="replace")
+    return decode_with_charset(raw)[0]
 
 
 def parse(raw: bytes | str, *, engine: str = "er7") -> tuple[Er7Message, Header]:

@@ -6,7 +6,7 @@ everywhere else in the server.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify, request
@@ -26,10 +26,9 @@ def _date(name: str) -> datetime | None:
     if not raw:
         return None
     try:
-        value = datetime.fromisoformat(raw)
+        return datetime.fromisoformat(raw)  # without an offset: UTC (the store's UtcDateTime)
     except ValueError:
         raise bad_request(f"{name} must be an ISO 8601 date or date-time, got {raw!r}") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _int(name: str, default: int, maximum: int) -> int:

@@ -67,10 +67,10 @@ def _change(router: FhirRouter, req: FhirRequest, resource_type: str | None, id:
     assert resource_type is not None and id is not None  # registered at the instance level only
     given = _meta_in(req)
     authz.check_interaction(req.context, "update", resource_type)
-    current = router.repo.read(resource_type, id)
-    authz.check_resource(req.context, "update", current.resource or {})
 
-    def change(meta: JsonDict) -> JsonDict:
+    def change(resource: JsonDict) -> JsonDict:
+        authz.check_resource(req.context, "update", resource)  # the very row the write changes
+        meta = dict(resource.get("meta") or {})
         out = dict(meta)
         for element in SETS:
             items = edit(list(meta.get(element) or []), list(given.get(element) or []), element)

@@ -510,7 +510,7 @@ class SqlFhirRepository(ResourceQueries, JobStore):
         if row.deleted:
             raise gone(f"{rt}/{id} was deleted")
         res = load_body(row.body) or {}
-        res = {**res, "meta": change(dict(res.get("meta") or {}))}
+        res = {**res, "meta": change(res)}
         body = _dumps(res)
         r, h = T.resource, T.history
         done = self._conn.execute(update(r).where(r.c.pk == row.pk, r.c.version == row.version).values(body=body))

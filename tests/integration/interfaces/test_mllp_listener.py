@@ -191,7 +191,7 @@ def _get(url: str) -> tuple[int, str]:
 def test_monitor_port_serves_the_listeners_metrics_and_health(listener, tmp_path):
     from interfaces.monitor import MonitorServer
 
-    monitor = MonitorServer(listener, listener.pipeline)
+    monitor = MonitorServer(listener)
     base = f"http://127.0.0.1:{monitor.port}"
     try:
         with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as s:
