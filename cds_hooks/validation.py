@@ -12,9 +12,9 @@ from typing import Any
 
 from cds_hooks.errors import CdsError, bad_request
 from cds_hooks.hooks import HOOKS, USER_TYPES
+from fhir_server.validation.primitives import ID_RE
 
-ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-REF_RE = re.compile(r"^[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$")
+REF_RE = re.compile(r"[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}")
 
 # Required bindings of the order resources we act on (R4 value sets).
 REQUIRED_CODES: dict[tuple[str, str], frozenset[str]] = {
@@ -36,7 +36,7 @@ def _resource_problems(res: Any, path: str, deep: bool) -> list[str]:
         return [f"{path}: unable to find resourceType property (a FHIR resource is required)"]
     rtype = res["resourceType"]
     out: list[str] = []
-    if "id" in res and (not isinstance(res["id"], str) or not ID_RE.match(res["id"])):
+    if "id" in res and (not isinstance(res["id"], str) or not ID_RE.fullmatch(res["id"])):
         out.append(f"{path}.id is not a valid FHIR id")
     for (t, elem), allowed in REQUIRED_CODES.items():
         if t == rtype and elem in res and res[elem] not in allowed:
@@ -122,9 +122,9 @@ def validate_request(body: Any, expected_hook: str) -> None:
                 if f.required:
                     problems.append(f"{p} is required for {expected_hook}")
                 continue
-            if f.kind == "id" and (not isinstance(value, str) or not ID_RE.match(value)):
+            if f.kind == "id" and (not isinstance(value, str) or not ID_RE.fullmatch(value)):
                 problems.append(f"{p}: id value {value!r} is not valid (a bare FHIR id is required)")
-            elif f.kind == "user" and (not isinstance(value, str) or not REF_RE.match(value)
+            elif f.kind == "user" and (not isinstance(value, str) or not REF_RE.fullmatch(value)
                                        or value.split("/")[0] not in USER_TYPES):
                 problems.append(f"{p} must be {{type}}/{{id}} with type in {USER_TYPES}")
             elif f.kind == "refs":
@@ -132,7 +132,7 @@ def validate_request(body: Any, expected_hook: str) -> None:
                     problems.append(f"{p} must be a non-empty array")
                 else:
                     for i, ref in enumerate(value):
-                        if not isinstance(ref, str) or not REF_RE.match(ref):
+                        if not isinstance(ref, str) or not REF_RE.fullmatch(ref):
                             problems.append(f"{p}[{i}] must be in the format {{type}}/{{id}}")
             elif f.kind == "bundle":
                 problems.extend(_bundle_problems(value, p))

@@ -62,6 +62,7 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 
 STATUSES = ("received", "processed", "error", "rejected", "duplicate")
+MAX_ID = 2**63 - 1  # the message store's ids are BIGINT / SQLite INTEGER
 
 messages = Table(
     "hl7v2_message",
@@ -311,6 +312,8 @@ class MessageStore:
             })
 
     def get(self, msg_id: int) -> StoredMessage | None:
+        if not 0 < msg_id <= MAX_ID:  # ids are 64-bit: a larger one would fail in the driver, not just not match
+            return None
         with self.engine.connect() as conn:
             r = conn.execute(select(messages).where(messages.c.id == msg_id)).first()
         return _row(r) if r is not None else None

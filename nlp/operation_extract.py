@@ -13,6 +13,7 @@ from fhir_server.client import LocalFhirClient
 from fhir_server.errors import bad_request, not_found, unprocessable
 from fhir_server.formats import parse_body
 from fhir_server.model import SYSTEM_CONTEXT, FhirRequest, FhirResponse
+from fhir_server.operations.parameters import complex_value, parameters_of
 from nlp.notes import NoteTextError
 from nlp.service import NlpService
 
@@ -26,14 +27,14 @@ def _params(req: FhirRequest) -> dict[str, Any]:
     if res is None and req.body and not ctype.startswith("text/plain"):
         res = parse_body(req.body, ctype or None)  # over HTTP the body arrives unparsed; 400/415 if bad
     if res is not None:
-        if res.get("resourceType") != "Parameters":
-            raise bad_request("$extract expects a Parameters resource")
-        for p in res.get("parameter") or []:
-            name = p.get("name")
-            for key in ("valueString", "valueBoolean", "valueReference", "valueMarkdown"):
+        for p in parameters_of(res, "$extract"):
+            name = p["name"]
+            for key in ("valueString", "valueBoolean", "valueMarkdown"):
                 if key in p:
-                    val = p[key]
-                    out[name] = val.get("reference") if key == "valueReference" else val
+                    out[name] = p[key]
+            ref = complex_value(p, "Reference")
+            if ref is not None:
+                out[name] = ref.get("reference")
     elif req.body and ctype.startswith("text/plain"):
         try:
             out["text"] = req.body.decode("utf-8")

@@ -9,7 +9,6 @@ authlib validates the very same request that the user finally approves.
 from __future__ import annotations
 
 import hmac
-import re
 import secrets
 from typing import Any
 from urllib.parse import urlencode
@@ -18,11 +17,11 @@ from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
 from flask import Blueprint, Flask, Response, redirect, render_template_string, request, session
 
+from fhir_server.validation.primitives import ID_RE
 from smart_apps.oauth import GrantedUser
 from smart_apps.server import SmartAuthServer, base_from_headers
 
 _PRIVATE = {"_action", "_decision", "_patient", "_csrf", "username", "password"}
-_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 _LAYOUT = """<!doctype html><html><head><meta charset="utf-8"><title>{{ title }}</title>
 <style>body{font-family:sans-serif;max-width:36em;margin:2em auto}label{display:block;margin:.5em 0}
@@ -149,7 +148,7 @@ def register_pages(app: Flask, smart: SmartAuthServer, oauth: Any) -> None:
             context.update(patient=fhir_user.split("/", 1)[1], need_patient_banner=True)
         elif "launch/patient" in words:
             chosen = request.form.get("_patient", "") if request.method == "POST" else ""
-            if not _ID.match(chosen):
+            if not ID_RE.fullmatch(chosen):
                 patients = smart.patient_lookup(params.get("_q", ""))
                 return _page("Select a patient", _picker_body(patients, "pick"), hidden, "/oauth/authorize")
             context.update(patient=chosen, need_patient_banner=True)
@@ -229,8 +228,8 @@ def register_pages(app: Flask, smart: SmartAuthServer, oauth: Any) -> None:
         if (
             client is None
             or not client.get("launch_uri")
-            or not _ID.match(patient)
-            or (encounter and not _ID.match(encounter))
+            or not ID_RE.fullmatch(patient)
+            or (encounter and not ID_RE.fullmatch(encounter))
         ):
             return _page(
                 "EHR", "<p>Choose an app and a patient.</p>", [], "/ehr", "Invalid launch request", 400

@@ -7,14 +7,15 @@ The only module of this package that knows the FHIR core: it adapts
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable
 from typing import Any
 
 from fhir_server.errors import OperationOutcomeError
+from fhir_server.formats import parse_body
 from fhir_server.model import FhirRequest, FhirResponse
+from fhir_server.operations.parameters import parameters_of
 from terminology import operations
 from terminology.errors import TerminologyError
 from terminology.service import TerminologyService
@@ -34,18 +35,14 @@ _OPS: dict[str, tuple[list[str], Callable[..., JsonDict]]] = {
 }
 
 
-def _body(req: FhirRequest) -> JsonDict | None:
-    if req.resource is not None:
-        return req.resource
-    if req.body:
-        try:
-            data = json.loads(req.body)
-        except ValueError as e:
-            raise OperationOutcomeError(400, f"Operation body is not valid JSON: {e}", code="invalid") from e
-        if not isinstance(data, dict):
-            raise OperationOutcomeError(400, "Operation body must be a Parameters resource", code="invalid")
-        return data
-    return None
+def _body(req: FhirRequest, name: str) -> JsonDict | None:
+    """The Parameters body (JSON or XML), its shape checked: ``Params`` reads it without further checks."""
+    body = req.resource
+    if body is None and req.body:
+        body = parse_body(req.body, req.headers.get("content-type"))
+    if body is not None:
+        parameters_of(body, f"${name}")
+    return body
 
 
 def make_handler(svc: TerminologyService, name: str, read: Callable[[str, str], JsonDict] | None = None,
@@ -55,7 +52,7 @@ def make_handler(svc: TerminologyService, name: str, read: Callable[[str, str], 
 
     def handler(router: Any, req: FhirRequest, resource_type: str, id: str | None) -> FhirResponse:
         try:
-            params = operations.Params(req.query, _body(req))
+            params = operations.Params(req.query, _body(req, name))
             instance = None
             if id is not None:
                 instance = read(resource_type, id) if read is not None else _read_via_router(

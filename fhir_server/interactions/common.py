@@ -14,11 +14,11 @@ from fhir_server import formats
 from fhir_server.errors import Issue, OperationOutcomeError, bad_request, informational, not_found
 from fhir_server.model import FhirRequest, FhirResponse, Headers, JsonDict
 from fhir_server.repository import FhirRepository, StoredResource
+from fhir_server.validation.primitives import ID_RE
 
 if TYPE_CHECKING:
     from fhir_server.router import FhirRouter
 
-ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 ETAG_RE = re.compile(r'^\s*(?:W/)?"?(\d+)"?\s*$')
 
 
@@ -27,8 +27,9 @@ def check_type(router: FhirRouter, resource_type: str) -> None:
         raise not_found(f"Unknown resource type {resource_type!r}")
 
 
-def check_id(id: str) -> None:
-    if not ID_RE.match(id):
+def check_id(id: object) -> None:
+    """``id`` as a client sent it: a URL segment or a body's ``id``, which may be any JSON value."""
+    if not isinstance(id, str) or not ID_RE.fullmatch(id):
         raise bad_request(f"Invalid resource id {id!r}: ids are 1-64 of [A-Za-z0-9-.]")
 
 

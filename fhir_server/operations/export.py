@@ -19,14 +19,15 @@ from fhir_server.bulk import jobs
 from fhir_server.bulk.runner import BulkRunner
 from fhir_server.errors import Issue, OperationOutcomeError, bad_request, forbidden, not_found, operation_outcome
 from fhir_server.model import FhirRequest, FhirResponse, Headers
+from fhir_server.operations.parameters import parameters_of
 
 if TYPE_CHECKING:
     from fhir_server.router import FhirRouter
 
 OUTPUT_FORMATS = {"application/fhir+ndjson", "application/ndjson", "ndjson"}
 KICKOFF_PARAMS = {"_outputFormat", "_since", "_type", "_typeFilter"}
-_FILE = re.compile(r"^[A-Z][A-Za-z]+\.ndjson$")
-_JOB = re.compile(r"^[0-9a-f-]{36}$")
+_FILE = re.compile(r"[A-Z][A-Za-z]+\.ndjson")
+_JOB = re.compile(r"[0-9a-f-]{36}")
 
 
 class ExportService:
@@ -145,7 +146,7 @@ class ExportService:
     def file(self, router: FhirRouter, req: FhirRequest, resource_type: str | None, id: str | None) -> FhirResponse:
         job_id, (job, _export) = self._job(router, req)
         name = req.param("file") or ""
-        if job["status"] != "completed" or not _FILE.match(name):
+        if job["status"] != "completed" or not _FILE.fullmatch(name):
             raise not_found(f"No export file {name!r} for job {job_id}")
         path = self.runner.job_dir(job_id) / name
         if not path.is_file():
@@ -154,7 +155,7 @@ class ExportService:
 
     def _job(self, router: FhirRouter, req: FhirRequest) -> tuple[str, tuple[dict[str, Any], jobs.ExportRequest]]:
         job_id = req.param("_jobId") or ""
-        loaded = jobs.load(router.repo, job_id) if _JOB.match(job_id) else None
+        loaded = jobs.load(router.repo, job_id) if _JOB.fullmatch(job_id) else None
         if loaded is None or loaded[0]["status"] == "cancelled":
             raise not_found(f"No export job {job_id!r}")
         owner = loaded[1].context
@@ -200,9 +201,7 @@ def _params(req: FhirRequest) -> list[tuple[str, str]]:
         except ValueError as exc:
             raise bad_request("The $export POST body must be a Parameters resource") from exc
     if req.method == "POST" and body is not None:
-        if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
-            raise bad_request("The $export POST body must be a Parameters resource")
-        for p in body.get("parameter", []):
+        for p in parameters_of(body, "$export"):
             value = next((v for k, v in p.items() if k.startswith("value")), None)
             if not isinstance(value, str):
                 raise bad_request(f"$export parameter {p.get('name')!r} needs a string value")

@@ -17,6 +17,7 @@ from fhir_server import authz
 from fhir_server.errors import bad_request
 from fhir_server.interactions.common import request_resource
 from fhir_server.model import FhirRequest, FhirResponse, JsonDict
+from fhir_server.operations.parameters import parameters_of
 
 if TYPE_CHECKING:
     from fhir_server.router import FhirRouter
@@ -35,10 +36,10 @@ def _key(element: str, item: Any) -> Any:
     return (item.get("system"), item.get("code")) if isinstance(item, dict) else None
 
 
-def _meta_in(req: FhirRequest) -> JsonDict:
+def _meta_in(req: FhirRequest, operation: str) -> JsonDict:
     body = request_resource(req)
-    metas = [p.get("valueMeta") for p in body.get("parameter") or [] if isinstance(p, dict) and p.get("name") == "meta"]
-    if body.get("resourceType") != "Parameters" or len(metas) != 1 or not isinstance(metas[0], dict):
+    metas = [p.get("valueMeta") for p in parameters_of(body, operation) if p["name"] == "meta"]
+    if len(metas) != 1 or not isinstance(metas[0], dict):
         raise bad_request("The body must be a Parameters resource with one 'meta' parameter (valueMeta)",
                           code="required")
     meta: JsonDict = metas[0]
@@ -63,9 +64,9 @@ def meta(router: FhirRouter, req: FhirRequest, resource_type: str | None, id: st
 
 
 def _change(router: FhirRouter, req: FhirRequest, resource_type: str | None, id: str | None,
-            edit: Callable[[list[Any], list[Any], str], list[Any]]) -> FhirResponse:
+            edit: Callable[[list[Any], list[Any], str], list[Any]], operation: str) -> FhirResponse:
     assert resource_type is not None and id is not None  # registered at the instance level only
-    given = _meta_in(req)
+    given = _meta_in(req, operation)
     authz.check_interaction(req.context, "update", resource_type)
 
     def change(resource: JsonDict) -> JsonDict:
@@ -99,8 +100,8 @@ def _removed(have: list[Any], given: list[Any], element: str) -> list[Any]:
 
 
 def meta_add(router: FhirRouter, req: FhirRequest, resource_type: str | None, id: str | None) -> FhirResponse:
-    return _change(router, req, resource_type, id, _added)
+    return _change(router, req, resource_type, id, _added, "$meta-add")
 
 
 def meta_delete(router: FhirRouter, req: FhirRequest, resource_type: str | None, id: str | None) -> FhirResponse:
-    return _change(router, req, resource_type, id, _removed)
+    return _change(router, req, resource_type, id, _removed, "$meta-delete")

@@ -14,6 +14,7 @@ from fhir_server import authz
 from fhir_server.errors import Issue, bad_request, operation_outcome
 from fhir_server.interactions.common import request_resource
 from fhir_server.model import FhirRequest, FhirResponse
+from fhir_server.operations.parameters import parameters_of
 from fhir_server.validation import MODES, validate_resource
 
 if TYPE_CHECKING:
@@ -23,10 +24,8 @@ if TYPE_CHECKING:
 def _parameters(body: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None, str | None]:
     """(resource, mode, profile) from a Parameters body."""
     resource, mode, profile = None, None, None
-    for p in body.get("parameter") or []:
-        if not isinstance(p, dict):
-            continue
-        name = p.get("name")
+    for p in parameters_of(body, "$validate"):
+        name = p["name"]
         if name == "resource":
             resource = p.get("resource")
             if not isinstance(resource, dict):

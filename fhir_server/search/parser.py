@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from fhir_server.errors import bad_request
+from fhir_server.errors import Issue, OperationOutcomeError, bad_request
 from fhir_server.search.query import Criterion, Include, SearchQuery, SortKey
 from fhir_server.search.registry import (
     RESULT_PARAMS,
@@ -28,6 +28,13 @@ from fhir_server.search.values import (
 
 DEFAULT_COUNT = 20
 MAX_COUNT = 1000
+# Reference hops in one parameter (chain links and nested _has together). Each hop is one nested subquery;
+# SQLite's parser gives up at four of them with a string or token at the end ("parser stack overflow").
+MAX_LINKS = 3
+# Target types one parameter's chain may fan out to over all its hops when no :Type names them. A reference
+# to Any (Provenance.target) fans out to 145 types; target.subject to 993 (~0.5 s on SQLite);
+# target.subject.subject to 5,241 (5-25 s).
+MAX_BRANCHES = 1000
 KNOWN_MODIFIERS = {
     "string": {"exact", "contains", "missing"},
     "token": {"text", "not", "of-type", "missing", "in", "not-in", "below", "above"},
@@ -48,6 +55,32 @@ class Terminology(Protocol):
     def codes_above(self, system: str, code: str) -> set[str]: ...
 
     def knows_code(self, system: str, code: str) -> bool: ...
+
+
+class ChainTooBroad(OperationOutcomeError):
+    """A chain past MAX_LINKS / MAX_BRANCHES: a 400 that no other target type of the chain can avoid."""
+
+    def __init__(self, msg: str) -> None:
+        super().__init__(400, [Issue("error", "too-costly", msg)])
+
+
+@dataclass
+class _Hops:
+    """How far one search parameter's chain / _has has gone: its depth on this path, its branches in all."""
+
+    name: str  # the parameter as the client wrote it
+    depth: int = 0
+    branches: list[int] = field(default_factory=lambda: [0])
+
+    def next(self, branches: int) -> _Hops:
+        name = self.name
+        if self.depth >= MAX_LINKS:
+            raise ChainTooBroad(f"{name}: chains and _has are limited to {MAX_LINKS} references in one parameter")
+        self.branches[0] += branches
+        if self.branches[0] > MAX_BRANCHES:
+            raise ChainTooBroad(f"{name}: this chain reaches more than {MAX_BRANCHES} resource types; name the "
+                                "target type of each reference (reference:Type.parameter)")
+        return _Hops(name, self.depth + 1, self.branches)
 
 
 @dataclass
@@ -142,7 +175,7 @@ class SearchParser:
             raise bad_request(f"{name} needs a single resource type")
         return types[0]
 
-    def _criterion(self, rt: str, name: str, value: str) -> Criterion:
+    def _criterion(self, rt: str, name: str, value: str, hops: _Hops | None = None) -> Criterion:
         # chained parameter: ref[:Type].rest
         head, dot, rest = name.partition(".")
         code, _, modifier = head.partition(":")
@@ -174,10 +207,13 @@ class SearchParser:
             targets = [modifier] if modifier else [t for t in sp.target if t in self.registry.resource_types]
             if modifier and modifier not in self.registry.resource_types:
                 raise bad_request(f"Unknown resource type {modifier} in chain")
+            hops = (hops or _Hops(name)).next(len(targets))
             subs = []
             for t in targets:
                 try:
-                    sub = self._criterion(t, rest, value)
+                    sub = self._criterion(t, rest, value, hops)
+                except ChainTooBroad:
+                    raise
                 except Exception as exc:  # parameter unknown on this target type: try the others
                     if getattr(exc, "status", None) == 400 and len(targets) > 1:
                         continue
@@ -223,8 +259,9 @@ class SearchParser:
                 out.extend((parts[0], c) for c in fn(parts[0], parts[1]) | {parts[1]})
         return out
 
-    def _has(self, rt: str, name: str, value: str) -> Criterion:
+    def _has(self, rt: str, name: str, value: str, hops: _Hops | None = None) -> Criterion:
         # _has:Type:refParam:param (param may itself be _has:...)
+        hops = (hops or _Hops(name)).next(1)
         parts = name.split(":", 3)
         if len(parts) < 4:
             raise bad_request("_has must be _has:Type:reference:parameter")
@@ -234,7 +271,8 @@ class SearchParser:
         ref = self.registry.get(ttype, refp)
         if ref is None or ref.type != "reference":
             raise bad_request(f"{refp} is not a reference parameter of {ttype}")
-        sub = self._has(ttype, rest, value) if rest.startswith("_has:") else self._criterion(ttype, rest, value)
+        sub = (self._has(ttype, rest, value, hops) if rest.startswith("_has:")
+               else self._criterion(ttype, rest, value, hops))
         return Criterion("has", rt, param=ref, target_type=ttype, sub=sub)
 
     def _result_param(self, q: SearchQuery, out: ParsedSearch, types: list[str] | None, name: str,

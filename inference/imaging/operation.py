@@ -9,6 +9,7 @@ from typing import Any
 
 from fhir_server.errors import OperationOutcomeError, bad_request
 from fhir_server.model import FhirRequest, FhirResponse, Headers
+from fhir_server.operations.parameters import complex_value, parameters_of
 from inference.imaging.analyze import ImagingAnalyzer, StudyResult, raise_for_status
 
 DICOM_TYPES = ("application/dicom", "application/octet-stream")
@@ -17,7 +18,7 @@ DICOM_TYPES = ("application/dicom", "application/octet-stream")
 def _b64(data: str, where: str) -> bytes:
     try:
         return base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError) as exc:
+    except (binascii.Error, ValueError, TypeError) as exc:  # TypeError: not a string at all
         raise bad_request(f"{where}: data is not valid base64") from exc
 
 
@@ -59,28 +60,26 @@ def parse_request(router: Any, req: FhirRequest) -> tuple[list[bytes], dict[str,
     if req.method == "GET" or params is None:
         raise bad_request("POST a DICOM file (Content-Type: application/dicom) or a Parameters resource "
                           "with 'dicom' (valueAttachment), 'binary' or 'media' (valueReference)")
-    if params.get("resourceType") != "Parameters":
-        raise bad_request("$analyze takes a Parameters resource")
     blobs: list[bytes] = []
     opts: dict[str, str] = {}
-    for p in params.get("parameter", []):
-        name = p.get("name")
+    for p in parameters_of(params, "$analyze"):
+        name = p["name"]
         if name == "dicom":
-            att = p.get("valueAttachment") or {}
+            att = complex_value(p, "Attachment") or {}
             if att.get("data"):
                 blobs.append(_b64(att["data"], "parameter dicom"))
-            elif att.get("url"):
+            elif isinstance(att.get("url"), str) and att["url"]:
                 blobs.append(_binary_bytes(router, req, att["url"]))
             else:
                 raise bad_request("parameter dicom: valueAttachment needs data or url")
         elif name in ("binary", "media"):
-            ref = (p.get("valueReference") or {}).get("reference")
-            if not ref:
+            ref = (complex_value(p, "Reference") or {}).get("reference")
+            if not ref or not isinstance(ref, str):
                 raise bad_request(f"parameter {name}: valueReference.reference is required")
             blobs.append(_binary_bytes(router, req, ref))
         elif name == "subject":
-            ref = (p.get("valueReference") or {}).get("reference")
-            if not ref:
+            ref = (complex_value(p, "Reference") or {}).get("reference")
+            if not ref or not isinstance(ref, str):
                 raise bad_request("parameter subject: valueReference.reference is required")
             opts["subject"] = ref
         elif name in ("model", "version"):

@@ -60,6 +60,13 @@ def test_xml_in_and_out(live_server: Any) -> None:
     ("PUT", "Patient/a", json.dumps({"resourceType": "Patient", "id": "b"}).encode(), {"Content-Type": FHIR_JSON}, 400),
     ("GET", "Patient?birthdate=notadate", None, {}, 400),
     ("GET", "Patient?unknown-param=1", None, {}, 400),
+    # a conditional update with no match and a body id that is not a string (was a 500), or not an id
+    ("PUT", "Patient?name=nobody-has-this", json.dumps({"resourceType": "Patient", "id": {}}).encode(),
+     {"Content-Type": FHIR_JSON}, 400),
+    ("PUT", "Patient?name=nobody-has-this", json.dumps({"resourceType": "Patient", "id": "a\n"}).encode(),
+     {"Content-Type": FHIR_JSON}, 400),
+    # four references in one chain: SQLite's parser overflowed (500)
+    ("GET", "Observation?subject:Patient.organization.partof.partof.name=x", None, {}, 400),
 ])
 def test_http_errors_are_operation_outcomes(live_server: Any, method: str, path: str, body: bytes | None,
                                             headers: dict, status: int) -> None:

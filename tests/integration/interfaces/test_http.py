@@ -45,3 +45,26 @@ def test_bad_requests_are_operation_outcomes(live_server):
     assert status == 404
     status, body = call(live_server.url + "/hl7v2", b"not hl7")
     assert status == 400 and ack_code(body) == "AR"
+    # an id past 64 bits failed in the database driver (an HTML 500); it is simply not there
+    for url in ("/hl7v2/messages/99999999999999999999999", "/hl7v2/messages/99999999999999999999999/replay"):
+        status, body = call(live_server.url + url, b"" if url.endswith("replay") else None)
+        assert status == 404 and json.loads(body)["resourceType"] == "OperationOutcome", (url, body)
+
+
+def test_unexpected_errors_are_operation_outcomes_not_html(live_server, monkeypatch):
+    pipeline = live_server.app.extensions["hl7v2_pipeline"]
+
+    def broken() -> dict[str, int]:
+        raise RuntimeError("the message store is gone")
+
+    monkeypatch.setattr(pipeline.store, "counts", broken)
+    status, body = call(live_server.url + "/hl7v2/stats")
+    outcome = json.loads(body)
+    assert status == 500 and outcome["resourceType"] == "OperationOutcome"
+    assert "the message store is gone" not in body.decode()  # logged, not shown
+
+
+def test_body_over_the_limit_is_an_operation_outcome(live_server_factory):
+    live = live_server_factory(max_body_bytes=1024)
+    status, body = call(live.url + "/hl7v2", ig_messages()["ORU_R01"].encode() * 4)
+    assert status == 413 and json.loads(body)["resourceType"] == "OperationOutcome", body

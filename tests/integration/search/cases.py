@@ -166,6 +166,7 @@ HAND: list[tuple[str, str]] = [
     ("Observation", "encounter.class=EMER"), ("Observation", "encounter.subject:Patient.family=Ortiz"),
     ("Observation", "encounter.service-provider.name:contains=hospital"),
     ("Observation", "encounter.participant.name=dr&code=8302-2"),
+    ("Observation", "encounter.patient.general-practitioner.name=dr"),  # three links: the most allowed
     ("Patient", "general-practitioner.name=adam"), ("Patient", "general-practitioner:Practitioner.family=Careful"),
     ("Patient", "organization.name=gastro"), ("Encounter", "patient.address-city=boston"),
     ("DiagnosticReport", "result.code=2339-0"), ("DiagnosticReport", "subject:Patient.family=conroy"),

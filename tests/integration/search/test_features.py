@@ -37,6 +37,30 @@ def test_bad_parameters_are_400_operation_outcomes(world: World, query: list[tup
     assert resp.resource["issue"][0]["severity"] in ("error", "fatal")
 
 
+@pytest.mark.parametrize(("path", "query"), [
+    ("Patient", "organization.partof.partof.partof.name=x"),  # four links
+    ("Patient", "_has:Observation:patient:_has:Provenance:target:_has:AuditEvent:entity:_has:Provenance:target:agent=x"),
+    ("Patient", "_has:Observation:patient:subject:Patient.organization.partof.name=x"),  # _has + chain: four
+    ("Provenance", "target.subject.subject.identifier=x"),  # 5,241 target types without :Type
+])
+def test_chains_past_the_limits_are_400_too_costly(world: World, path: str, query: str) -> None:
+    """Before the limits: SQLite's 'parser stack overflow' (a 500) at four links, and 5-25 s of SQL for a
+    chain through references to Any."""
+    resp = get(world, path, parse_qsl(query))
+    assert resp.status == 400, resp.resource
+    assert resp.resource["issue"][0]["code"] == "too-costly"
+    assert query.split("=")[0] in resp.resource["issue"][0]["diagnostics"]
+
+
+def test_chains_within_the_limits_run(world: World) -> None:
+    resp = get(world, "Patient", parse_qsl("organization.partof.partof.name=x"))  # three links
+    assert resp.status == 200, resp.resource
+    resp = get(world, "Provenance", parse_qsl("target.subject.identifier=x"))  # 993 target types: allowed
+    assert resp.status == 200, resp.resource
+    resp = get(world, "Observation", parse_qsl("subject.organization.partof.name=x"), {"prefer": "handling=lenient"})
+    assert resp.status == 200
+
+
 def test_lenient_handling_ignores_unknown_and_says_so(world: World) -> None:
     resp = get(world, "Patient", [("nonsense", "1"), ("family", "hart")], {"prefer": "handling=lenient"})
     assert resp.status == 200
