@@ -56,11 +56,30 @@ def handle_bundle(router: FhirRouter, req: FhirRequest, repo: FhirRepository) ->
         if method not in ORDER or not isinstance(e["request"].get("url"), str):
             raise bad_request(f"Bundle.entry[{i}].request needs a method and url",
                               expression=[f"Bundle.entry[{i}].request"])
+        _check_entry_shape(e, i)
     if kind == "transaction":
         return FhirResponse(200, _transaction(router, req, repo, entries))
     if kind == "batch":
         return FhirResponse(200, _batch(router, req, repo, entries))
     raise bad_request(f"Bundle.type must be batch or transaction, not {kind!r}")
+
+
+_REQUEST_STRINGS = ("ifMatch", "ifNoneMatch", "ifNoneExist", "ifModifiedSince")
+
+
+def _check_entry_shape(e: JsonDict, i: int) -> None:
+    """What the transaction's bookkeeping reads before any entry is validated: the JSON types it relies on."""
+    where = f"Bundle.entry[{i}]"
+    if "fullUrl" in e and not isinstance(e["fullUrl"], str):
+        raise bad_request(f"{where}.fullUrl must be a string", code="structure", expression=[f"{where}.fullUrl"])
+    res = e.get("resource")
+    if res is not None and (not isinstance(res, dict) or not isinstance(res.get("resourceType"), str)):
+        raise bad_request(f"{where}.resource must be a resource (an object with a resourceType)", code="structure",
+                          expression=[f"{where}.resource"])
+    for name in _REQUEST_STRINGS:
+        if e["request"].get(name) is not None and not isinstance(e["request"][name], str):
+            raise bad_request(f"{where}.request.{name} must be a string", code="structure",
+                              expression=[f"{where}.request.{name}"])
 
 
 def _entry_request(req: FhirRequest, entry: JsonDict) -> FhirRequest:

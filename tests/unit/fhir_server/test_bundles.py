@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from fhir_server.model import FhirRequest
 
 
@@ -105,6 +107,24 @@ def test_bad_bundles(sqlite_services: Any) -> None:
     assert post_bundle(sqlite_services, {"resourceType": "Bundle", "type": "collection"}).status == 400
     assert post_bundle(sqlite_services, {"resourceType": "Bundle", "type": "batch",
                                          "entry": [{"request": {"method": "FLY", "url": "x"}}]}).status == 400
+
+
+@pytest.mark.parametrize("kind", ["transaction", "batch"])
+@pytest.mark.parametrize("entry", [
+    {"fullUrl": {"x": 1}, "resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}},
+    {"fullUrl": ["urn:uuid:1"], "resource": {"resourceType": "Patient"}, "request": {"method": "PUT", "url": "Patient?name=x"}},
+    {"resource": {"name": [{"family": "no type"}]}, "request": {"method": "POST", "url": "Patient"}},
+    {"resource": "Patient", "request": {"method": "POST", "url": "Patient"}},
+    {"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient", "ifNoneExist": {"a": 1}}},
+    {"resource": {"resourceType": "Patient"}, "request": {"method": "PUT", "url": "Patient/p", "ifMatch": 1}},
+], ids=["fullUrl-object", "fullUrl-array", "resource-without-type", "resource-string", "ifNoneExist-object",
+        "ifMatch-number"])
+def test_entries_of_the_wrong_json_shape_are_400(sqlite_services: Any, kind: str, entry: dict[str, Any]) -> None:
+    """The transaction's bookkeeping read these before any validation: KeyError/TypeError, a 500."""
+    resp = post_bundle(sqlite_services, {"resourceType": "Bundle", "type": kind, "entry": [entry]})
+    assert resp.status == 400, resp.resource
+    assert resp.resource["issue"][0]["expression"][0].startswith("Bundle.entry[0]")
+    assert sqlite_services.repo.count_by_type() == {}
 
 
 def test_response_last_modified_is_the_exact_instant_and_minimal_keeps_it(services: Any) -> None:
