@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from cds_hooks.errors import bad_request
+from fhir_server.storage.engine import create_tables
 
 metadata = MetaData()
 
@@ -57,7 +58,7 @@ OUTCOMES = ("accepted", "overridden")
 class CdsStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        create_tables(engine, metadata)
         self._last_prune = 0.0
 
     # ------------------------------------------------------------ jti replay

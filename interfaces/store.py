@@ -8,7 +8,6 @@ The dedup key is (MSH-3, MSH-4, MSH-10); see docs/hl7v2.md for the rule.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,8 +33,9 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.types import TypeDecorator
+
+from fhir_server.storage.engine import create_tables
 
 metadata = MetaData()
 
@@ -214,14 +214,7 @@ class MessageStore:
         database (SQLite: one writer connection whose page cache stays warm, ``SqlFhirRepository.write_engine``)."""
         self.engine = engine
         self.write_engine = write_engine or engine
-        for attempt in range(20):  # another package may hold the SQLite write lock during app start-up
-            try:
-                metadata.create_all(engine)
-                break
-            except OperationalError as exc:
-                if "locked" not in str(exc) or attempt == 19:
-                    raise
-                time.sleep(0.25)
+        create_tables(engine, metadata)
 
     def insert(
         self,

@@ -17,6 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from fhir_server.storage.engine import create_tables
+
 metadata = sa.MetaData()
 
 clients = sa.Table(
@@ -121,7 +123,7 @@ class SmartStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        create_tables(engine, metadata)
 
     # clients ---------------------------------------------------------------
     def add_client(self, client_name: str, redirect_uris: list[str], scope: str, auth_method: str,

@@ -9,10 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, select
+from sqlalchemy import Engine, MetaData, create_engine, delete, select
 from sqlalchemy.pool import StaticPool
 
 from terminology import loader, store
@@ -32,9 +32,15 @@ def make_engine(url: str) -> Engine:
 
 
 class TerminologyService:
-    def __init__(self, engine_or_url: Engine | str) -> None:
+    def __init__(self, engine_or_url: Engine | str, *,
+                 create_tables: Callable[[Engine, MetaData], None] | None = None) -> None:
+        """``create_tables``: how to create our tables on a shared database (the server passes the core's,
+        which serialises processes starting together); plain ``create_all`` otherwise."""
         self.engine = make_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
-        metadata.create_all(self.engine)
+        if create_tables is not None:
+            create_tables(self.engine, metadata)
+        else:
+            metadata.create_all(self.engine)
         self.index = TerminologyIndex(self.engine)
         self.valuesets = ValueSetEngine(self.index)
 

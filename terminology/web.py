@@ -16,6 +16,7 @@ from fhir_server.errors import OperationOutcomeError
 from fhir_server.formats import parse_body
 from fhir_server.model import FhirRequest, FhirResponse
 from fhir_server.operations.parameters import parameters_of
+from fhir_server.storage.engine import create_tables
 from terminology import operations
 from terminology.errors import TerminologyError
 from terminology.service import TerminologyService
@@ -94,7 +95,7 @@ def _autoload(services: Any) -> bool:
 
 def init_app(app: Any, services: Any) -> None:
     """Create the service on the server's engine, register operations, sync the FHIR store."""
-    svc = TerminologyService(services.engine)
+    svc = TerminologyService(services.engine, create_tables=create_tables)
     services.terminology = svc
     app.extensions["terminology"] = svc
     client = getattr(services, "client", None)

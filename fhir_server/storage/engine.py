@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
 
 from fhir_server.storage import checkpoint, pg_statistics
@@ -86,10 +86,10 @@ def _sqlite_session_settings(engine: Engine, file_db: bool, synchronous: str) ->
     def _on_connect(dbapi_conn: Any, _rec: Any) -> None:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
         cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA busy_timeout=60000")  # first: switching a new file to WAL waits for the lock too
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA synchronous={synchronous}")  # one of SQLITE_SYNCHRONOUS (checked)
-        cur.execute("PRAGMA busy_timeout=60000")
         cur.execute("PRAGMA cache_size=-262144")  # up to 256 MB of pages per connection
         cur.execute("PRAGMA temp_store=MEMORY")
         # map the file: index pages via the OS cache. SQLite builds cap this silently (3.40.1 as shipped
@@ -170,6 +170,27 @@ def _sqlite_stats_stale(conn: Any) -> bool:
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+SCHEMA_LOCK = 0x44465343  # "DFSC": the PostgreSQL advisory lock that serialises schema changes
+
+
+def lock_schema(conn: Connection) -> None:
+    """Hold the schema lock until ``conn``'s transaction ends: processes that start together (gunicorn
+    workers, several pods on a new database) change the schema one at a time. On SQLite the transaction's
+    ``BEGIN IMMEDIATE`` (``make_engine``) already does that."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})")
+
+
+def create_tables(engine: Engine, metadata: MetaData) -> None:
+    """``metadata.create_all`` for a package's own tables, safe when several processes run it at once.
+
+    Unlocked, two workers starting on a new PostgreSQL database both saw a table missing and both created
+    it: one failed with a unique violation on ``pg_type`` and gunicorn stopped the server."""
+    with engine.begin() as conn:
+        lock_schema(conn)
+        metadata.create_all(conn)
 
 
 def any_of(sqlite: bool) -> str:

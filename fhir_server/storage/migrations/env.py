@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from fhir_server.storage.engine import lock_schema
 from fhir_server.storage.tables import metadata
 
 config = context.config
@@ -16,8 +17,10 @@ def run() -> None:
     else:
         eng = engine
     with eng.connect() as conn:
+        conn.execution_options(write=True)  # SQLite: BEGIN IMMEDIATE even for alembic's first read
         context.configure(connection=conn, target_metadata=metadata, render_as_batch=True)
         with context.begin_transaction():
+            lock_schema(conn)  # pods or workers starting together on a new database migrate one at a time
             context.run_migrations()
         conn.commit()
 
