@@ -8,11 +8,14 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Flask, jsonify
+import orjson
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 from digitalfront.config import Settings
 from digitalfront.plugins import WEB_PLUGINS
 from fhir_server.client import LocalFhirClient
+from fhir_server.errors import Issue, operation_outcome
 from fhir_server.events import EventBus, ResourceChanged
 from fhir_server.flask_adapter import init_fhir
 from fhir_server.router import FhirRouter, RouterSettings
@@ -90,6 +93,24 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         @app.get("/bench/constant")
         def bench_constant() -> Any:
             return app.response_class(body, content_type="application/fhir+json")
+
+    @app.before_request
+    def _no_nul_in_query() -> Any:
+        """A NUL in a query string is never data: no index holds one and PostgreSQL refuses it in SQL (a 500
+        wherever a parameter reached a query: ``_id``, ``/hl7v2/messages?type=``...). One 400 for every route."""
+        if any("\x00" in k or "\x00" in v for k, v in request.args.items(multi=True)):
+            oo = operation_outcome([Issue("error", "invalid", "The query string contains a NUL character")])
+            return app.response_class(orjson.dumps(oo), status=400, mimetype="application/fhir+json")
+        return None
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Any:
+        """A bug in a feature's route answers JSON like the rest of the API, not Flask's HTML page."""
+        if isinstance(exc, HTTPException):
+            return exc
+        log.exception("unhandled error for %s %s", request.method, request.path)
+        oo = operation_outcome([Issue("fatal", "exception", "Internal server error; it has been logged")])
+        return app.response_class(orjson.dumps(oo), status=500, mimetype="application/fhir+json")
 
     @app.get("/healthz")
     def healthz() -> Any:

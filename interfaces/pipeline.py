@@ -203,32 +203,38 @@ class Hl7Pipeline:
         if stored is None:
             raise KeyError(msg_id)
         with self._lock:
-            try:
-                msg, header = parse(stored.raw, engine=self.parser)
-            except Er7Error as exc:
-                ack = build_ack(
-                    None,
-                    "AR",
-                    errors=[AckError(("100", "Segment sequence error"), str(exc))],
-                    receiver=self.receiver,
-                )
-                self.store.finish(msg_id, status="rejected", ack_code="AR", ack=ack, outcome={"error": str(exc)})
-                return IngestResult(msg_id, "rejected", "AR", [ack])
+            msg, header, reject = self._checked_parse(stored.raw)
+            if reject is not None or msg is None or header is None:
+                err = reject or AckError(("100", "Segment sequence error"), "unparsable message")
+                code = "CR" if header is not None and header.enhanced_mode else "AR"
+                ack = build_ack(header, code, text=err.diagnostic, errors=[err], enc=msg.enc if msg else None,
+                                receiver=self.receiver)
+                self.store.finish(msg_id, status="rejected", ack_code=code, ack=ack,
+                                  outcome={"error": err.diagnostic, "code": err.code[0]})
+                return IngestResult(msg_id, "rejected", code, [ack])
             return self._process(msg_id, msg, header)
 
     # -- internals ----------------------------------------------------------------------------
     def _parse(self, raw: bytes, source: str, on_commit: OnCommit | None) -> _Pending:
         p = _Pending(raw, source, on_commit)
-        try:
-            p.msg, p.header = parse(raw, engine=self.parser)
-        except (Er7Error, UnicodeDecodeError, IndexError) as exc:
-            p.reject = AckError(("100", "Segment sequence error"), str(exc))
-            return p
-        if p.header.version and p.header.version not in SUPPORTED_VERSIONS:
-            p.reject = AckError(
-                ERR_UNSUPPORTED_VERSION, f"version {p.header.version} is not supported", "MSH^1^12"
-            )
+        p.msg, p.header, p.reject = self._checked_parse(raw)
         return p
+
+    def _checked_parse(self, raw: bytes) -> tuple[Er7Message | None, Header | None, AckError | None]:
+        """The message and its header, or why it is rejected (with the header when one could be read, so the
+        AR echoes MSH-10)."""
+        nul = raw.find(b"\x00")
+        try:  # a NUL is read past for the header (PostgreSQL cannot store one in the store's text columns)
+            msg, header = parse(raw.replace(b"\x00", b"") if nul >= 0 else raw, engine=self.parser)
+        except (Er7Error, UnicodeDecodeError, IndexError) as exc:
+            return None, None, AckError(("100", "Segment sequence error"), str(exc))
+        if nul >= 0:
+            return msg, header, AckError(("102", "Data type error"),
+                                         f"the message contains a NUL byte (offset {nul}), which HL7v2 does not allow")
+        if header.version and header.version not in SUPPORTED_VERSIONS:
+            return msg, header, AckError(ERR_UNSUPPORTED_VERSION, f"version {header.version} is not supported",
+                                         "MSH^1^12")
+        return msg, header, None
 
     # -- the writer thread: every database write of the pipeline, in arrival order ----------------
     def _write_loop(self) -> None:
@@ -276,9 +282,27 @@ class Hl7Pipeline:
 
     def _receive_all(self, arrivals: list[_Pending]) -> None:
         """One commit makes every raw message durable (and settles rejects and duplicates)."""
-        with self._lock, self.store.write_engine.begin() as conn:
-            queued = self._store_arrivals(arrivals, conn, [])
+        with self._lock:
+            queued = self._store_each(arrivals, [])
         self._received_committed(queued)
+
+    def _store_each(self, arrivals: list[_Pending], applying: list[_Pending]) -> list[_Pending]:
+        """Store ``arrivals`` in one commit; when that fails, in one commit each, so that a message the store
+        cannot take fails alone (no ACK: it was not stored) instead of every message that arrived with it."""
+        try:
+            with self.store.write_engine.begin() as conn:
+                return self._store_arrivals(arrivals, conn, applying)
+        except Exception as exc:  # noqa: BLE001 - decided per message below
+            self._forget_receipt(arrivals)
+            if len(arrivals) == 1:
+                log.exception("HL7v2 message could not be stored; it gets no ACK")
+                arrivals[0].done.set_exception(exc)
+                return []
+        log.warning("storing %d HL7v2 messages in one commit failed; storing them one by one", len(arrivals))
+        queued: list[_Pending] = []
+        for p in arrivals:
+            queued.extend(self._store_each([p], [*applying, *queued]))
+        return queued
 
     def _store_arrivals(self, arrivals: list[_Pending], conn: Any, applying: list[_Pending]) -> list[_Pending]:
         """Store the raw messages on ``conn`` (not committed yet); the ones still to apply, in arrival order.
@@ -377,9 +401,7 @@ class Hl7Pipeline:
                     if arrivals:
                         self._forget_receipt(arrivals)
             if arrivals:  # not stored with the group: in their own commit, before anything else
-                with self.store.write_engine.begin() as conn:
-                    queued = self._store_arrivals(arrivals, conn, todo)
-                self._received_committed(queued)
+                self._received_committed(self._store_each(arrivals, todo))
             for p in todo:
                 assert p.msg is not None and p.header is not None
                 p.result = self._process(p.msg_id, p.msg, p.header)

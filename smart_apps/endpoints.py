@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 from authlib.oauth2 import OAuth2Error
 from flask import Blueprint, Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
 
+from fhir_server.validation.primitives import CONTROL_CHARS
 from smart_apps.server import SmartAuthServer, base_from_headers
+
+log = logging.getLogger(__name__)
 
 CAPABILITIES = [
     "launch-ehr",
@@ -128,12 +134,42 @@ def _json(body: Any, status: int = 200, cors: bool = False, no_store: bool = Fal
     return resp
 
 
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a JSON value (keys too)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield str(k)
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def reject_nul() -> Response | None:
+    """A NUL in a form or query value is never a client id, code or token (and PostgreSQL refuses it in SQL)."""
+    if request.mimetype == "application/x-www-form-urlencoded" or request.args:
+        if any("\x00" in k or "\x00" in v for k, v in request.values.items(multi=True)):
+            return _oauth_error("invalid_request", "a parameter contains a NUL character")
+    return None
+
+
 def _oauth_error(error: str, description: str, status: int = 400) -> Response:
     return _json({"error": error, "error_description": description}, status, cors=True, no_store=True)
 
 
 def register_endpoints(app: Flask, smart: SmartAuthServer, oauth: Any) -> None:
     bp = Blueprint("smart_oauth", __name__)
+    bp.before_request(reject_nul)
+
+    @bp.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Any:
+        """OAuth clients read ``error`` (RFC 6749 ``server_error``), not an HTML page."""
+        if isinstance(exc, HTTPException):
+            return exc
+        log.exception("unhandled error for %s %s", request.method, request.path)
+        return _oauth_error("server_error", "internal error; it has been logged", 500)
     fhir = smart.config.fhir_path.rstrip("/")
 
     def base() -> str:
@@ -245,12 +281,15 @@ def register_endpoints(app: Flask, smart: SmartAuthServer, oauth: Any) -> None:
         meta = request.get_json(silent=True)
         if not isinstance(meta, dict):
             return _oauth_error("invalid_client_metadata", "the body must be a JSON object")
+        if any(CONTROL_CHARS.search(v) for v in _strings(meta)):
+            return _oauth_error("invalid_client_metadata", "client metadata must not contain control characters")
         method = meta.get("token_endpoint_auth_method", "client_secret_basic")
         uris = meta.get("redirect_uris")
         if not isinstance(uris, list) or not uris or not all(isinstance(u, str) and "://" in u for u in uris):
             return _oauth_error("invalid_redirect_uri", "redirect_uris must be a non-empty list of URLs")
         grant_types = meta.get("grant_types") or ["authorization_code", "refresh_token"]
-        if not set(grant_types) <= {"authorization_code", "refresh_token"}:
+        if not isinstance(grant_types, list) or not set(map(str, grant_types)) <= {"authorization_code",
+                                                                                   "refresh_token"}:
             return _oauth_error(
                 "invalid_client_metadata", "only authorization_code/refresh_token apps may self-register"
             )

@@ -18,6 +18,7 @@ from authlib.oauth2 import OAuth2Error
 from flask import Blueprint, Flask, Response, redirect, render_template_string, request, session
 
 from fhir_server.validation.primitives import ID_RE
+from smart_apps.endpoints import reject_nul
 from smart_apps.oauth import GrantedUser
 from smart_apps.server import SmartAuthServer, base_from_headers
 
@@ -103,6 +104,7 @@ def _esc(text: str) -> str:
 
 def register_pages(app: Flask, smart: SmartAuthServer, oauth: Any) -> None:
     bp = Blueprint("smart_pages", __name__)
+    bp.before_request(reject_nul)
 
     def base() -> str:
         return base_from_headers(smart.config, dict(request.headers))

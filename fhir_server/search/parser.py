@@ -105,6 +105,8 @@ class SearchParser:
         # _type first: the criteria of a system search are parsed against the types it names
         params = sorted(params, key=lambda kv: kv[0] != "_type") if resource_types is None else params
         for name, value in params:
+            if "\x00" in name or "\x00" in value:  # no index holds one, and PostgreSQL refuses it in SQL
+                raise bad_request(f"Search parameter {name!r} contains a NUL character")
             try:
                 applied = self._one(q, out, resource_types, name, value)
             except Exception as exc:

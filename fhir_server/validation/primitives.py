@@ -123,7 +123,16 @@ def check_primitive(type_code: str, value: object) -> str | None:
 _MEMO_MAX_LEN = 128
 
 
+# FHIR strings "SHALL NOT contain Unicode character points below 32, except for u0009 (horizontal tab), u0010
+# (carriage return) and u0013 (line feed)" (R4 datatypes, string); PostgreSQL's JSONB cannot store a NUL at all.
+CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
 def _check_text(type_code: str, value: str) -> str | None:
+    bad = CONTROL_CHARS.search(value)
+    if bad is not None:
+        return (f"A {type_code} value must not contain control characters other than tab, CR and LF "
+                f"(found U+{ord(bad.group()):04X} at offset {bad.start()})")
     checker = _EXTRA.get(type_code)
     regex = _regex(type_code)
     if regex is not None and not regex.fullmatch(value):

@@ -65,6 +65,10 @@ def test_xml_in_and_out(live_server: Any) -> None:
      {"Content-Type": FHIR_JSON}, 400),
     ("PUT", "Patient?name=nobody-has-this", json.dumps({"resourceType": "Patient", "id": "a\n"}).encode(),
      {"Content-Type": FHIR_JSON}, 400),
+    # control characters in a string (the spec forbids them; PostgreSQL's JSONB cannot hold a NUL: a 500)
+    ("POST", "Patient", b'{"resourceType":"Patient","name":[{"family":"a\\u0000b"}]}', {"Content-Type": FHIR_JSON}, 400),
+    ("POST", "Patient", b'{"resourceType":"Patient","gender":"ma\\u0007le"}', {"Content-Type": FHIR_JSON}, 400),
+    ("GET", "Patient?_id=a%00", None, {}, 400),  # a NUL in a query: PostgreSQL refused the SQL (a 500)
     # four references in one chain: SQLite's parser overflowed (500)
     ("GET", "Observation?subject:Patient.organization.partof.partof.name=x", None, {}, 400),
 ])

@@ -202,3 +202,38 @@ def test_a_message_whose_final_write_fails_part_way_rolls_the_group_back_and_not
     assert count(services, "Observation", [("subject:Patient.identifier", "urn:oid:1.2.3|940")]) == 12
     assert count(services, "Observation", [("subject:Patient.identifier", "urn:oid:1.2.3|941")]) == 12
     assert count(services, "Patient", [("identifier", "urn:oid:1.2.3|940")]) == 1
+
+
+def test_a_nul_byte_is_rejected_with_the_control_id_and_stored_as_sent(services):  # noqa: F811
+    """On PostgreSQL a NUL in MSH-10 reached the store's text columns: the writer's commit failed, and every
+    message that arrived with it lost its ACK (none was stored)."""
+    p = pipeline_for(services)
+    nul = adt("A01", "g-n\x00ul", mrn="940").replace(b"Doe", b"D\x00oe")
+    items = [adt("A01", "g-n-1", mrn="941"), nul, adt("A08", "g-n-2", mrn="941")]
+    results = p.ingest_batch([(m, "t", None) for m in items])
+    assert [r.ack_code for r in results] == ["AA", "AR", "AA"]
+    ack = results[1].acks[0].decode()
+    assert "MSA|AR|g-nul|" in ack and "NUL byte" in ack
+    stored = p.store.get(results[1].message_id)
+    assert stored.status == "rejected" and stored.raw == nul  # the bytes as they arrived
+    assert p.replay(results[1].message_id).ack_code == "AR"  # and a replay rejects it the same way
+    assert count(services, "Patient", [("identifier", "urn:oid:1.2.3|940")]) == 0
+
+
+def test_a_message_the_store_cannot_take_fails_alone(services, monkeypatch):  # noqa: F811
+    """Storing the arrivals of a turn is one commit; when it fails, each is stored on its own, so only the
+    message the store refuses goes without an ACK."""
+    p = pipeline_for(services)
+    real = p.store.insert
+
+    def refusing(raw: bytes, **kw):  # noqa: ANN003, ANN202 - e.g. a value the database refuses
+        if b"g-s-bad" in raw:
+            raise RuntimeError("the database refused this row")
+        return real(raw, **kw)
+
+    monkeypatch.setattr(p.store, "insert", refusing)
+    futures = p.submit([(adt("A01", c, mrn="950"), "t", None) for c in ("g-s-1", "g-s-bad", "g-s-2")])
+    assert futures[0].result(60).ack_code == "AA" and futures[2].result(60).ack_code == "AA"
+    with pytest.raises(RuntimeError, match="refused"):
+        futures[1].result(60)
+    assert [p.store.get(f.result().message_id).status for f in (futures[0], futures[2])] == ["processed"] * 2

@@ -41,6 +41,8 @@ def test_bad_requests_are_operation_outcomes(live_server):
     assert status == 415 and json.loads(body)["resourceType"] == "OperationOutcome"
     status, body = call(live_server.url + "/hl7v2/messages?since=yesterday")
     assert status == 400 and json.loads(body)["resourceType"] == "OperationOutcome"
+    status, body = call(live_server.url + "/hl7v2/messages?type=%00")  # PostgreSQL refused the SQL: a 500
+    assert status == 400 and json.loads(body)["resourceType"] == "OperationOutcome"
     status, body = call(live_server.url + "/hl7v2/messages/999999")
     assert status == 404
     status, body = call(live_server.url + "/hl7v2", b"not hl7")

@@ -149,6 +149,15 @@ def test_dynamic_registration(smart_server):
     bad = requests.post(smart_server.url + "/oauth/register", json={
         "redirect_uris": ["http://127.0.0.1/cb"], "grant_types": ["client_credentials"]})
     assert bad.status_code == 400
+    for meta in ({"client_name": "a\x00b", "redirect_uris": ["http://127.0.0.1/cb"]},  # PostgreSQL: a 500
+                 {"redirect_uris": ["http://127.0.0.1/c\x07b"]},
+                 {"redirect_uris": ["http://127.0.0.1/cb"], "grant_types": 5}):  # was a TypeError: a 500
+        bad = requests.post(smart_server.url + "/oauth/register", json=meta)
+        assert bad.status_code == 400 and bad.json()["error"] == "invalid_client_metadata", (meta, bad.text)
+    for path, form in (("/oauth/token", {"grant_type": "client_credentials", "client_id": "a\x00b"}),
+                       ("/oauth/revoke", {"token": "a\x00"}), ("/oauth/authorize", {"client_id": "x\x00"})):
+        bad = requests.post(smart_server.url + path, data=form)  # on PostgreSQL these reached SQL: a 500
+        assert bad.status_code == 400 and bad.json()["error"] == "invalid_request", (path, bad.text)
 
 
 def test_capability_security_component(smart_server):
