@@ -6,7 +6,6 @@ everywhere else in the server.
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +17,6 @@ from interfaces.monitor import CONTENT_TYPE, pipeline_metrics
 from interfaces.pipeline import Hl7Pipeline
 from interfaces.service import pipeline_for
 
-log = logging.getLogger(__name__)
 HL7_TYPES = ("text/plain", "x-application/hl7-v2+er7", "application/hl7-v2", "application/edi-hl7")
 ACK_TYPE = "x-application/hl7-v2+er7"
 HTTP_STATUS = {"AA": 200, "CA": 200, "AE": 422, "CE": 422, "AR": 400, "CR": 400}
@@ -57,13 +55,10 @@ def create_blueprint(services: Any, pipeline: Hl7Pipeline) -> Blueprint:
         resp.mimetype = "application/fhir+json"
         return resp, exc.status
 
-    @bp.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> tuple[Response, int]:
-        """Anything else is an OperationOutcome too (Flask's default is an HTML page)."""
-        if isinstance(exc, HTTPException):
-            return _oo(OperationOutcomeError(exc.code or 500, exc.description or exc.name))
-        log.exception("unhandled error for %s %s", request.method, request.path)
-        return _oo(OperationOutcomeError(500, "Internal server error; it has been logged", "exception"))
+    @bp.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> tuple[Response, int]:
+        """A body over the limit and the like: an OperationOutcome too (the app answers other errors)."""
+        return _oo(OperationOutcomeError(exc.code or 500, exc.description or exc.name))
 
     @bp.post("/hl7v2")
     def ingest() -> Response:
