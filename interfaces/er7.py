@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from fhir_server.validation.primitives import CONTROL_CHARS
+
 SEGMENT_SEPARATORS = ("\r\n", "\n", "\r")
 
 
@@ -35,7 +37,10 @@ class Encoding:
 
 
 def unescape(text: str, enc: Encoding) -> str:
-    """Resolve \\F\\ \\S\\ \\T\\ \\R\\ \\E\\ \\.br\\ and \\Xhh\\; unknown escapes are kept verbatim."""
+    """Resolve \\F\\ \\S\\ \\T\\ \\R\\ \\E\\ \\.br\\ and \\Xhh\\; unknown escapes are kept verbatim.
+
+    A ``\\Xhh\\`` that stands for a control character FHIR strings may not hold becomes a space, as the raw
+    ones do in ``parse_er7``."""
     esc = enc.escape
     if not esc or esc not in text:
         return text
@@ -64,7 +69,7 @@ def unescape(text: str, enc: Encoding) -> str:
         }.get(seq)
         if rep is None and seq[:1] == "X" and len(seq) > 1:
             try:
-                rep = bytes.fromhex(seq[1:]).decode("latin-1")
+                rep = _printable(bytes.fromhex(seq[1:]).decode("latin-1"))
             except ValueError:
                 rep = None
         if rep is None and seq in ("H", "N"):
@@ -72,6 +77,13 @@ def unescape(text: str, enc: Encoding) -> str:
         out.append(text[i : end + 1] if rep is None else rep)
         i = end + 1
     return "".join(out)
+
+
+def _printable(text: str) -> str:
+    """Control characters FHIR strings may not hold (below U+0020 but tab, CR, LF) as spaces: real feeds carry
+    stray form feeds and the like in report text, and the FHIR server would refuse the whole message for one
+    of them (docs/hl7v2.md). One search per message when there are none."""
+    return CONTROL_CHARS.sub(" ", text) if CONTROL_CHARS.search(text) is not None else text
 
 
 @dataclass
@@ -174,7 +186,7 @@ def split_segments(text: str) -> list[str]:
 
 def parse_er7(text: str) -> Er7Message:
     """Tokenize one message; tolerant of missing trailing fields, Z-segments, LF separators."""
-    lines = split_segments(text.lstrip("\ufeff"))
+    lines = split_segments(_printable(text.lstrip("\ufeff")))
     if not lines or not lines[0].startswith("MSH") or len(lines[0]) < 8:
         raise Er7Error("message does not start with an MSH segment")
     head = lines[0]

@@ -237,3 +237,12 @@ def test_a_message_the_store_cannot_take_fails_alone(services, monkeypatch):  # 
     with pytest.raises(RuntimeError, match="refused"):
         futures[1].result(60)
     assert [p.store.get(f.result().message_id).status for f in (futures[0], futures[2])] == ["processed"] * 2
+
+
+def test_control_characters_in_text_map_to_spaces_not_an_error(services):  # noqa: F811
+    """FHIR strings may not hold them (the validator refuses them); a stray form feed in a feed is common."""
+    p = pipeline_for(services)
+    r = p.ingest(adt("A01", "g-ff", mrn="960").replace(b"Doe", b"Do\x0ce"), "t")
+    assert r.ack_code == "AA", r.acks
+    patient = services.client.search("Patient", [("identifier", "urn:oid:1.2.3|960")])[0]
+    assert patient["name"][0]["family"] == "Do e"

@@ -28,6 +28,13 @@ def test_unknown_escape_is_kept():
     assert unescape("a\\Q9\\b", m.enc) == "a\\Q9\\b"
 
 
+def test_control_characters_fhir_cannot_hold_become_spaces():
+    """Raw or escaped (\\X0C\\): a form feed in a report line must not make the whole message invalid FHIR."""
+    m = parse_er7("MSH|^~\\&|A\rOBX|1|TX|||page 1\x0cpage 2\\X0C\\end\tcol\\.br\\next\x1a")
+    assert m.first("OBX").get(5) == "page 1 page 2 end\tcol\nnext"  # tab and line breaks stay (trailing space stripped)
+    assert unescape("a\\X07\\b\\X41\\", m.enc) == "a bA"
+
+
 @pytest.mark.parametrize("bad", ["", "PID|1", "MSH", "MSH|^~\\&\rP I D|1"])
 def test_not_hl7(bad):
     with pytest.raises(Er7Error):
