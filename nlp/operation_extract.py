@@ -7,6 +7,7 @@ extracted Bundle (``collection``) or, with ``persist=true``, the transaction-res
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from fhir_server.client import LocalFhirClient
@@ -61,8 +62,9 @@ def make_handler(service: NlpService) -> Any:
         params = _params(req)
         persist = _flag(params, "persist")
         hypo = _flag(params, "includeHypothetical")
-        # persistence runs as the system: the caller was already authorised for this operation
-        client = LocalFhirClient(router, SYSTEM_CONTEXT)
+        # persistence runs as the system: the caller was already authorised for this operation; the
+        # transaction-response's fullUrls and locations use the base the caller used
+        client = LocalFhirClient(router, replace(SYSTEM_CONTEXT, base_url=req.context.base_url))
         btype = "transaction" if persist else "collection"
         if resource_type is None:
             text = params.get("text")

@@ -92,6 +92,9 @@ def test_instance_extract_persist_is_idempotent_over_http(live_server):
     resp = _post(url, None, persist="true")  # persist as a query parameter, no body
     assert resp["type"] == "transaction-response"
     assert all(e["response"]["status"].startswith("201") for e in resp["entry"])
+    # the written resources' URLs use the base the client called (they said http://localhost:8080)
+    assert all(e["fullUrl"].startswith(base + "/") and e["response"]["location"].startswith(base + "/")
+               for e in resp["entry"]), resp["entry"][0]
     first = {t: len(_search(base, t, _tag=tag)) for t in ("Condition", "AllergyIntolerance", "Provenance")}
     assert first == {"Condition": 3, "AllergyIntolerance": 1, "Provenance": 1}
 
