@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 from cds_hooks.errors import bad_request
 from fhir_server.storage.engine import create_tables
+from fhir_server.validation.primitives import has_control_characters
 
 metadata = MetaData()
 
@@ -86,6 +87,8 @@ class CdsStore:
             if not isinstance(fb, dict):
                 problems.append(f"{p} must be an object")
                 continue
+            if has_control_characters(fb):
+                problems.append(f"{p} must not contain control characters")
             if not isinstance(fb.get("card"), str) or not fb.get("card"):
                 problems.append(f"{p}.card (the card uuid) is required")
             outcome = fb.get("outcome")

@@ -52,7 +52,7 @@ def _model_problems(res: dict[str, Any], path: str) -> list[str]:
 
     try:
         model = get_fhir_model_class(res["resourceType"])
-    except KeyError:
+    except (KeyError, ValueError, AttributeError):  # fhir.resources raises all three for names it lacks
         return [f"{path}: unknown resourceType {res['resourceType']!r}"]
     try:
         model.model_validate(res)

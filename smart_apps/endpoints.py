@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 from authlib.oauth2 import OAuth2Error
 from flask import Blueprint, Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from fhir_server.validation.primitives import CONTROL_CHARS
+from fhir_server.validation.primitives import has_control_characters
 from smart_apps.server import SmartAuthServer, base_from_headers
 
 log = logging.getLogger(__name__)
@@ -132,19 +131,6 @@ def _json(body: Any, status: int = 200, cors: bool = False, no_store: bool = Fal
     if no_store:
         resp.headers.update(NO_STORE)
     return resp
-
-
-def _strings(value: Any) -> Iterator[str]:
-    """Every string in a JSON value (keys too)."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield str(k)
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
 
 
 def reject_nul() -> Response | None:
@@ -281,7 +267,7 @@ def register_endpoints(app: Flask, smart: SmartAuthServer, oauth: Any) -> None:
         meta = request.get_json(silent=True)
         if not isinstance(meta, dict):
             return _oauth_error("invalid_client_metadata", "the body must be a JSON object")
-        if any(CONTROL_CHARS.search(v) for v in _strings(meta)):
+        if has_control_characters(meta):
             return _oauth_error("invalid_client_metadata", "client metadata must not contain control characters")
         method = meta.get("token_endpoint_auth_method", "client_secret_basic")
         uris = meta.get("redirect_uris")

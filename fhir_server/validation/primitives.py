@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from datetime import date
 from functools import cache, lru_cache
+from typing import Any
 
 from fhir_server.definitions import get_model
 
@@ -126,6 +127,18 @@ _MEMO_MAX_LEN = 128
 # FHIR strings "SHALL NOT contain Unicode character points below 32, except for u0009 (horizontal tab), u0010
 # (carriage return) and u0013 (line feed)" (R4 datatypes, string); PostgreSQL's JSONB cannot store a NUL at all.
 CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def has_control_characters(value: Any) -> bool:
+    """Whether any string in a JSON value (object keys included) holds one of ``CONTROL_CHARS``: for the JSON
+    bodies outside FHIR resources (OAuth client metadata, CDS Hooks feedback) that are stored as text."""
+    if isinstance(value, str):
+        return CONTROL_CHARS.search(value) is not None
+    if isinstance(value, dict):
+        return any(has_control_characters(k) or has_control_characters(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_control_characters(v) for v in value)
+    return False
 
 
 def _check_text(type_code: str, value: str) -> str | None:

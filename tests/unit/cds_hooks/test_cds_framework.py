@@ -108,6 +108,10 @@ def test_wrong_hook_unknown_service_and_non_json(make_cds: Any) -> None:
     r = cds.http.post("/cds-services/pv", data=b"{not json", content_type="application/json",
                       headers={"Authorization": f"Bearer {cds.token('/cds-services/pv')}"})
     assert r.status_code == 400
+    # a prefetch resource whose resourceType fhir.resources cannot even look up (was a ValueError: a 500)
+    req = corpus("cdshooks-request-order-sign-good.json") | {"hook": "patient-view"}
+    req["prefetch"] = {"patient": {"resourceType": "a\x00b"}}
+    assert cds.post("/cds-services/pv", req).status_code == 400
 
 
 @pytest.mark.parametrize("name,valid", [

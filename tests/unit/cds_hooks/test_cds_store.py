@@ -29,3 +29,7 @@ def test_store_on_sqlite_and_postgresql(db_url: Any) -> None:
                                                "acceptedSuggestions": [{"id": "s"}],
                                                "outcomeTimestamp": "2026-11-28T10:00:00Z"}]}, None)
     assert store.feedback_counts("a")["a"]["overridden"] == 1
+    with pytest.raises(CdsError):  # PostgreSQL cannot store a NUL in text: a 500 before the check
+        store.add_feedback("a", {"feedback": [{"card": "4\x00", "outcome": "accepted",
+                                               "outcomeTimestamp": "2026-11-28T10:00:00Z"}]}, None)
+    assert store.feedback_counts("a")["a"]["accepted"] == 1
