@@ -27,6 +27,7 @@ class ExportRequest:
     since: str | None = None
     type_filters: dict[str, list[str]] = field(default_factory=dict)
     group: str | None = None
+    patients: list[str] | None = None  # Bulk Data v2 ``patient``: only these patients' compartments
     requires_token: bool = True
     context: dict[str, Any] = field(default_factory=dict)
     output: list[dict[str, Any]] = field(default_factory=list)
@@ -51,6 +52,18 @@ class ExportRequest:
             "fhir_user": ctx.fhir_user,
             "token_id": ctx.token_id,
         }
+
+
+def group_patients(group: dict[str, Any]) -> set[str]:
+    """Ids of a Group's active Patient members (the cohort of a Group export)."""
+    out = set()
+    for m in group.get("member") or []:
+        if not isinstance(m, dict) or m.get("inactive"):
+            continue
+        ref = str((m.get("entity") or {}).get("reference", ""))
+        if ref.startswith("Patient/"):
+            out.add(ref.split("/", 1)[1])
+    return out
 
 
 def save(repo: Any, job_id: str, req: ExportRequest, **values: Any) -> None:

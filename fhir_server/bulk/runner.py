@@ -193,17 +193,11 @@ class BulkRunner:
         """Patient ids whose data is exported; None for everything (system level)."""
         if req.level == "system":
             return None
+        if req.patients is not None:  # checked at kick-off: existing patients (group members, for a Group)
+            return set(req.patients)
         if req.level == "patient":
             return {st.id for st in self.repo.iter_current(["Patient"])}
-        group = self.repo.read("Group", req.group or "").resource or {}
-        members = set()
-        for m in group.get("member", []):
-            if m.get("inactive"):
-                continue
-            ref = str(m.get("entity", {}).get("reference", ""))
-            if ref.startswith("Patient/"):
-                members.add(ref.split("/", 1)[1])
-        return members
+        return jobs.group_patients(self.repo.read("Group", req.group or "").resource or {})
 
     def _filtered_ids(self, rtype: str, filters: list[str] | None) -> set[str] | None:
         """Ids matching any of the type's ``_typeFilter`` queries (OR), via the search engine."""

@@ -18,6 +18,7 @@ from fhir_server import authz
 from fhir_server.bulk import jobs
 from fhir_server.bulk.runner import BulkRunner
 from fhir_server.errors import Issue, OperationOutcomeError, bad_request, forbidden, not_found, operation_outcome
+from fhir_server.interactions.update import repo_exists
 from fhir_server.model import FhirRequest, FhirResponse, Headers
 from fhir_server.operations.parameters import parameters_of
 
@@ -25,9 +26,10 @@ if TYPE_CHECKING:
     from fhir_server.router import FhirRouter
 
 OUTPUT_FORMATS = {"application/fhir+ndjson", "application/ndjson", "ndjson"}
-KICKOFF_PARAMS = {"_outputFormat", "_since", "_type", "_typeFilter"}
+KICKOFF_PARAMS = {"_outputFormat", "_since", "_type", "_typeFilter", "patient"}
 _FILE = re.compile(r"[A-Z][A-Za-z]+\.ndjson")
 _JOB = re.compile(r"[0-9a-f-]{36}")
+_PATIENT_REF = re.compile(r"Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?")  # relative, or on our base
 
 
 class ExportService:
@@ -70,11 +72,13 @@ class ExportService:
                 router.search_parser().parse([rtype], parse_qsl(query, keep_blank_values=True))  # 400 if bad
                 type_filters.setdefault(rtype, []).append(query)
         level = "system" if resource_type is None else ("group" if resource_type == "Group" else "patient")
+        group: dict[str, Any] | None = None
         if level == "group":
             group = router.repo.read("Group", id or "").resource or {}
             if group.get("type") not in ("person", None) or group.get("actual") is False:
                 raise bad_request("Only actual Groups of kind person can be exported")
             authz.check_resource(req.context, "read", group)
+        patients = _patients(router, params, level, group, req.context.base_url)
         job_id = str(uuid.uuid4())
         base = req.context.base_url.rstrip("/")
         query = f"?{urlencode(req.query)}" if req.query else ""
@@ -89,6 +93,7 @@ class ExportService:
             since=since,
             type_filters=type_filters,
             group=id,
+            patients=patients,
             requires_token=self.requires_token,
             context=jobs.ExportRequest.context_of(req.context),
         )
@@ -192,6 +197,28 @@ def register(router: FhirRouter, data_dir: str, requires_token: bool, start_work
     return svc
 
 
+def _patients(router: FhirRouter, params: list[tuple[str, str]], level: str, group: dict[str, Any] | None,
+              base: str) -> list[str] | None:
+    """Bulk Data v2 ``patient``: the ids of the listed patients, each of which must exist (and be an active member
+    of the group at the group level); a patient the server does not have is a 400, as the spec advises."""
+    refs = [v for k, v in params if k == "patient"]
+    if not refs:
+        return None
+    if level == "system":
+        raise bad_request("The patient parameter applies to Patient and Group exports, not to a system export")
+    members = None if group is None else jobs.group_patients(group)
+    ids = []
+    for ref in refs:
+        m = _PATIENT_REF.fullmatch(ref.removeprefix(base.rstrip("/") + "/"))
+        pid = m.group(1) if m else ""
+        if not pid or not repo_exists(router.repo, "Patient", pid):
+            raise bad_request(f"patient {ref!r} is not a Patient on this server")
+        if members is not None and pid not in members:
+            raise bad_request(f"patient {ref!r} is not a member of this Group")
+        ids.append(pid)
+    return sorted(set(ids))
+
+
 def _params(req: FhirRequest) -> list[tuple[str, str]]:
     out = list(req.query)
     body: Any = req.resource
@@ -203,6 +230,8 @@ def _params(req: FhirRequest) -> list[tuple[str, str]]:
     if req.method == "POST" and body is not None:
         for p in parameters_of(body, "$export"):
             value = next((v for k, v in p.items() if k.startswith("value")), None)
+            if p["name"] == "patient" and isinstance(value, dict):  # Bulk Data v2: valueReference
+                value = value.get("reference")
             if not isinstance(value, str):
                 raise bad_request(f"$export parameter {p.get('name')!r} needs a string value")
             out.append((str(p.get("name")), value))

@@ -134,6 +134,35 @@ def test_group_export_is_a_cohort(env):
     assert {e["subject"]["reference"] for e in files["Encounter"]} == {f"Patient/{patients[0]}"}
 
 
+def _patient_params(*refs: str, **extra: str) -> dict:
+    return {"resourceType": "Parameters", "parameter": [
+        *({"name": "patient", "valueReference": {"reference": r}} for r in refs),
+        *({"name": k, "valueString": v} for k, v in extra.items())]}
+
+
+def test_patient_parameter_narrows_patient_and_group_exports(env):
+    """Bulk Data v2 ``patient`` (POST, valueReference): only those patients' compartments."""
+    router, _, patients, _ = env
+    files = manifest_files(router, poll(router, kickoff(router, "Patient/$export", method="POST", resource=_patient_params(
+        f"Patient/{patients[1]}", f"{BASE}/Patient/{patients[2]}", _type="Patient,Condition"))))
+    assert sorted(p["id"] for p in files["Patient"]) == sorted(patients[1:3])
+    assert {c["subject"]["reference"] for c in files["Condition"]} == {f"Patient/{p}" for p in patients[1:3]}
+    group = call(router, "POST", "Group", resource={
+        "resourceType": "Group", "type": "person", "actual": True,
+        "member": [{"entity": {"reference": f"Patient/{p}"}} for p in patients[:2]]}).resource
+    files = manifest_files(router, poll(router, kickoff(router, f"Group/{group['id']}/$export", method="POST",
+                                                        resource=_patient_params(f"Patient/{patients[1]}",
+                                                                                 _type="Patient"))))
+    assert [p["id"] for p in files["Patient"]] == [patients[1]]
+    for path, params in ((f"Group/{group['id']}/$export", _patient_params(f"Patient/{patients[2]}")),  # not a member
+                         ("Patient/$export", _patient_params("Patient/not-on-this-server")),
+                         ("Patient/$export", _patient_params("Observation/1")),
+                         ("Patient/$export", _patient_params("http://elsewhere.example/fhir/Patient/1")),
+                         ("$export", _patient_params(f"Patient/{patients[0]}"))):  # not at the system level
+        r = call(router, "POST", path, headers=ASYNC, resource=params)
+        assert r.status == 400 and r.resource["resourceType"] == "OperationOutcome", (path, r.resource)
+
+
 def test_cancel_then_404(env):
     router, _, _, _ = env
     loc = kickoff(router)
