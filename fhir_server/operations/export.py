@@ -18,8 +18,7 @@ from fhir_server import authz
 from fhir_server.bulk import jobs
 from fhir_server.bulk.runner import BulkRunner
 from fhir_server.errors import Issue, OperationOutcomeError, bad_request, forbidden, not_found, operation_outcome
-from fhir_server.interactions.update import repo_exists
-from fhir_server.model import FhirRequest, FhirResponse, Headers
+from fhir_server.model import FhirRequest, FhirResponse, Headers, RequestContext
 from fhir_server.operations.parameters import parameters_of
 
 if TYPE_CHECKING:
@@ -78,7 +77,7 @@ class ExportService:
             if group.get("type") not in ("person", None) or group.get("actual") is False:
                 raise bad_request("Only actual Groups of kind person can be exported")
             authz.check_resource(req.context, "read", group)
-        patients = _patients(router, params, level, group, req.context.base_url)
+        patients = _patients(router, params, level, group, req.context)
         job_id = str(uuid.uuid4())
         base = req.context.base_url.rstrip("/")
         query = f"?{urlencode(req.query)}" if req.query else ""
@@ -198,9 +197,10 @@ def register(router: FhirRouter, data_dir: str, requires_token: bool, start_work
 
 
 def _patients(router: FhirRouter, params: list[tuple[str, str]], level: str, group: dict[str, Any] | None,
-              base: str) -> list[str] | None:
+              ctx: RequestContext) -> list[str] | None:
     """Bulk Data v2 ``patient``: the ids of the listed patients, each of which must exist (and be an active member
-    of the group at the group level); a patient the server does not have is a 400, as the spec advises."""
+    of the group at the group level); a patient the server does not have is a 400, as the spec advises. One the
+    caller may not read gets the same answer, so a patient-scoped token cannot probe for other patients."""
     refs = [v for k, v in params if k == "patient"]
     if not refs:
         return None
@@ -209,14 +209,22 @@ def _patients(router: FhirRouter, params: list[tuple[str, str]], level: str, gro
     members = None if group is None else jobs.group_patients(group)
     ids = []
     for ref in refs:
-        m = _PATIENT_REF.fullmatch(ref.removeprefix(base.rstrip("/") + "/"))
-        pid = m.group(1) if m else ""
-        if not pid or not repo_exists(router.repo, "Patient", pid):
+        m = _PATIENT_REF.fullmatch(ref.removeprefix(ctx.base_url.rstrip("/") + "/"))
+        if m is None or not _readable_patient(router, ctx, m.group(1)):
             raise bad_request(f"patient {ref!r} is not a Patient on this server")
+        pid = m.group(1)
         if members is not None and pid not in members:
             raise bad_request(f"patient {ref!r} is not a member of this Group")
         ids.append(pid)
     return sorted(set(ids))
+
+
+def _readable_patient(router: FhirRouter, ctx: RequestContext, pid: str) -> bool:
+    try:
+        authz.check_resource(ctx, "search", router.repo.read("Patient", pid).resource or {})
+    except OperationOutcomeError:  # 404, 410 or not permitted: one answer
+        return False
+    return True
 
 
 def _params(req: FhirRequest) -> list[tuple[str, str]]:

@@ -193,6 +193,12 @@ def test_scoped_exports(env):
     files = manifest_files(router, poll(router, kickoff(router, "Patient/$export", ctx=ctx), ctx), ctx)
     assert [p["id"] for p in files["Patient"]] == [pid]
     assert {c["subject"]["reference"] for c in files["Condition"]} == {f"Patient/{pid}"}
+    # naming another patient: the same 400 as for one that does not exist (no probing with a patient token)
+    r = call(router, "POST", "Patient/$export", ctx=ctx, headers=ASYNC, resource=_patient_params(f"Patient/{patients[0]}"))
+    missing = call(router, "POST", "Patient/$export", ctx=ctx, headers=ASYNC, resource=_patient_params("Patient/nope"))
+    assert r.status == missing.status == 400
+    assert r.resource["issue"][0]["diagnostics"].replace(patients[0], "X") == \
+        missing.resource["issue"][0]["diagnostics"].replace("nope", "X")
     narrow = RequestContext(base_url=BASE, scopes=frozenset({"system/Patient.rs"}), client_id="bulk", subject="bulk")
     assert call(router, "GET", "$export", [("_type", "Condition")], narrow, ASYNC).status == 403
     loc = kickoff(router, ctx=narrow)
