@@ -438,15 +438,28 @@ class Hl7Pipeline:
                 duplicate_of=original.id,
                 conn=conn,
             )
-            p.result = IngestResult(
-                dup_id, "duplicate", original.ack_code or "AA", [original.ack], original.resources, original.id
-            )
+            p.result = IngestResult(dup_id, "duplicate", original.ack_code or "AA",
+                                    self._duplicate_acks(header, original.ack, original.ack_code, p),
+                                    original.resources, original.id)
             return False
         if original is not None:  # stored but never finished (crash): retry that row
             p.msg_id = original.id
         else:
             p.msg_id = self.store.insert(p.raw, source=p.source, status="received", header=header, conn=conn)
         return True
+
+    def _duplicate_acks(self, header: Header, ack: bytes, code: str | None, p: _Pending) -> list[bytes]:
+        """What the original got, as this re-send asks for it: in enhanced mode a commit ACK (the re-send is
+        stored, as a duplicate) when MSH-15 wants one, then the original application ACK when MSH-16 wants
+        it, so a sender waiting for both frames gets both. A commit-level refusal (CR/CE) is answered alone."""
+        if not header.enhanced_mode or code in ("CR", "CE"):
+            return [ack]
+        acks = []
+        if wants_ack(header.accept_ack_type, True):  # sent with the result, after the commit that stores it
+            acks.append(build_ack(header, "CA", enc=p.msg.enc if p.msg else None, receiver=self.receiver))
+        if wants_ack(header.application_ack_type, (code or "AA") == "AA"):
+            acks.append(ack)
+        return acks
 
     def _reject(
         self,

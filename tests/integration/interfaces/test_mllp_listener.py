@@ -86,6 +86,11 @@ def test_enhanced_mode_sends_commit_then_application_ack(listener):
     enhanced = msg("enh").replace(b"|P|2.5.1\r", b"|P|2.5.1|||AL|AL\r")
     with MllpClient("127.0.0.1", listener.port) as c:
         assert [ack_code(a) for a in c.send(enhanced, expect=2)] == ["CA", "AA"]
+        # a re-send (the application ACK was lost, say) gets both frames again: before, only the AA came back
+        # and a sender waiting for two frames timed out
+        again = c.send(enhanced, expect=2)
+        assert [ack_code(a) for a in again] == ["CA", "AA"]
+        assert b"MSA|CA|enh|" in again[0] and b"MSA|AA|enh|" in again[1]
 
 
 def test_batch_file_with_fhs_bhs_wrappers(listener, tmp_path):

@@ -121,6 +121,19 @@ def test_fhir_rejection_is_ae_and_replay_applies_it(store, writer):
     assert store.get(r.message_id).attempts == 2
 
 
+def test_enhanced_mode_duplicate_gets_a_commit_ack_and_the_original_application_ack(store, writer):
+    """A sender in enhanced mode waits for two frames; a re-send answered with one left it waiting."""
+    p = Hl7Pipeline(store, writer)
+    first = p.ingest(adt("e-dup", ack="|||AL|AL"), "t", on_commit=lambda _ack: None)
+    again = p.ingest(adt("e-dup", ack="|||AL|AL"), "t", on_commit=lambda _ack: None)
+    assert again.status == "duplicate" and [ack_code(a) for a in again.acks] == ["CA", "AA"]
+    assert again.acks[1] == store.get(first.message_id).ack
+    quiet = p.ingest(adt("e-dup", ack="|||AL|NE"), "t")  # this re-send asks for no application ACK
+    assert [ack_code(a) for a in quiet.acks] == ["CA"]
+    plain = p.ingest(adt("e-dup"), "t")  # original mode: the original ACK, as before
+    assert plain.acks == [store.get(first.message_id).ack]
+
+
 def test_enhanced_mode_commit_ack_then_application_ack(store, writer):
     p = Hl7Pipeline(store, writer)
     commits = []
