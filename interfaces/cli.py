@@ -14,6 +14,7 @@ import click
 
 from interfaces.client import MllpClient, ack_code, iter_files, read_messages
 from interfaces.mllp import DEFAULT_PORT
+from interfaces.store import MAX_ID
 
 
 def _services() -> Any:
@@ -130,7 +131,7 @@ def load(directory: str) -> None:
 
 
 @hl7.command()
-@click.option("--id", "ids", multiple=True, type=int, help="store id (repeatable)")
+@click.option("--id", "ids", multiple=True, type=click.IntRange(1, MAX_ID), help="store id (repeatable)")
 @click.option("--status", type=click.Choice(["received", "error", "rejected", "processed"]))
 @click.option("--since", help="received at or after (ISO 8601)")
 @click.option("--until", help="received before (ISO 8601)")

@@ -29,6 +29,8 @@ def test_load_a_directory_then_replay(tmp_path, monkeypatch):
     assert "duplicate=72" in out.output
     out = runner.invoke(hl7, ["replay", "--status", "error"], catch_exceptions=False)
     assert out.output.strip() == "AE=1"  # still unparsable PID-7: replay answers the same
+    out = runner.invoke(hl7, ["replay", "--id", "99999999999999999999999"])  # past 64 bits: was a traceback
+    assert out.exit_code == 2 and "99999999999999999999999" in out.output and "Traceback" not in out.output
 
     from digitalfront.app import build_services
     from digitalfront.config import Settings
