@@ -94,6 +94,11 @@ def _error_detail(exc: BaseException) -> tuple[str, dict[str, Any] | None]:
     return str(exc) or exc.__class__.__name__, oo
 
 
+def _sends_application_ack(header: Header, code: str) -> bool:
+    """Whether the application ACK ``code`` goes back: always in original mode, per MSH-16 in enhanced mode."""
+    return not header.enhanced_mode or wants_ack(header.application_ack_type, code == "AA")
+
+
 @dataclass
 class PipelineStats:
     group_commits: int = 0  # transactions that applied messages
@@ -206,11 +211,8 @@ class Hl7Pipeline:
             msg, header, reject = self._checked_parse(stored.raw)
             if reject is not None or msg is None or header is None:
                 err = reject or AckError(("100", "Segment sequence error"), "unparsable message")
-                code = "CR" if header is not None and header.enhanced_mode else "AR"
-                ack = build_ack(header, code, text=err.diagnostic, errors=[err], enc=msg.enc if msg else None,
-                                receiver=self.receiver)
-                self.store.finish(msg_id, status="rejected", ack_code=code, ack=ack,
-                                  outcome={"error": err.diagnostic, "code": err.code[0]})
+                code, ack, outcome = self._reject_ack(header, err, msg.enc if msg else None)
+                self.store.finish(msg_id, status="rejected", ack_code=code, ack=ack, outcome=outcome)
                 return IngestResult(msg_id, "rejected", code, [ack])
             return self._process(msg_id, msg, header)
 
@@ -340,13 +342,20 @@ class Hl7Pipeline:
     def _committed(self, todo: list[_Pending]) -> None:
         """Enhanced mode: the commit ACK (CA) goes out as soon as the raw message is durable."""
         for p in todo:
-            assert p.header is not None and p.msg is not None
-            if p.header.enhanced_mode and wants_ack(p.header.accept_ack_type, True):
-                commit = build_ack(p.header, "CA", enc=p.msg.enc, receiver=self.receiver)
-                if p.on_commit is not None:
-                    p.on_commit(commit)
-                else:
-                    p.acks.append(commit)
+            commit = self._commit_ack(p)
+            if commit is None:
+                continue
+            if p.on_commit is not None:
+                p.on_commit(commit)
+            else:
+                p.acks.append(commit)
+
+    def _commit_ack(self, p: _Pending) -> bytes | None:
+        """The commit ACK (CA) of a stored message, when it is in enhanced mode and MSH-15 asks for one."""
+        assert p.header is not None and p.msg is not None
+        if not (p.header.enhanced_mode and wants_ack(p.header.accept_ack_type, True)):
+            return None
+        return build_ack(p.header, "CA", enc=p.msg.enc, receiver=self.receiver)
 
     def _take_ready(self) -> list[_Pending]:
         """The received messages that can be applied now, in order (a deferred one goes alone, first)."""
@@ -439,7 +448,7 @@ class Hl7Pipeline:
                 conn=conn,
             )
             p.result = IngestResult(dup_id, "duplicate", original.ack_code or "AA",
-                                    self._duplicate_acks(header, original.ack, original.ack_code, p),
+                                    self._duplicate_acks(p, original.ack, original.ack_code),
                                     original.resources, original.id)
             return False
         if original is not None:  # stored but never finished (crash): retry that row
@@ -448,18 +457,16 @@ class Hl7Pipeline:
             p.msg_id = self.store.insert(p.raw, source=p.source, status="received", header=header, conn=conn)
         return True
 
-    def _duplicate_acks(self, header: Header, ack: bytes, code: str | None, p: _Pending) -> list[bytes]:
+    def _duplicate_acks(self, p: _Pending, ack: bytes, code: str | None) -> list[bytes]:
         """What the original got, as this re-send asks for it: in enhanced mode a commit ACK (the re-send is
         stored, as a duplicate) when MSH-15 wants one, then the original application ACK when MSH-16 wants
         it, so a sender waiting for both frames gets both. A commit-level refusal (CR/CE) is answered alone."""
-        if not header.enhanced_mode or code in ("CR", "CE"):
+        assert p.header is not None
+        if not p.header.enhanced_mode or code in ("CR", "CE"):
             return [ack]
-        acks = []
-        if wants_ack(header.accept_ack_type, True):  # sent with the result, after the commit that stores it
-            acks.append(build_ack(header, "CA", enc=p.msg.enc if p.msg else None, receiver=self.receiver))
-        if wants_ack(header.application_ack_type, (code or "AA") == "AA"):
-            acks.append(ack)
-        return acks
+        commit = self._commit_ack(p)  # sent with the result, after the commit that stores the duplicate row
+        return ([commit] if commit is not None else []) + (
+            [ack] if _sends_application_ack(p.header, code or "AA") else [])
 
     def _reject(
         self,
@@ -470,8 +477,7 @@ class Hl7Pipeline:
         enc: Encoding | None = None,
         conn: Any = None,
     ) -> IngestResult:
-        code = "CR" if header is not None and header.enhanced_mode else "AR"
-        ack = build_ack(header, code, text=err.diagnostic, errors=[err], enc=enc, receiver=self.receiver)
+        code, ack, outcome = self._reject_ack(header, err, enc)
         msg_id = self.store.insert(
             raw,
             source=source,
@@ -479,10 +485,17 @@ class Hl7Pipeline:
             header=header,
             ack_code=code,
             ack=ack,
-            outcome={"error": err.diagnostic, "code": err.code[0]},
+            outcome=outcome,
             conn=conn,
         )
         return IngestResult(msg_id, "rejected", code, [ack])
+
+    def _reject_ack(self, header: Header | None, err: AckError, enc: Encoding | None
+                    ) -> tuple[str, bytes, dict[str, Any]]:
+        """(code, ACK, store outcome) of a refused message: CR in enhanced mode, AR otherwise."""
+        code = "CR" if header is not None and header.enhanced_mode else "AR"
+        ack = build_ack(header, code, text=err.diagnostic, errors=[err], enc=enc, receiver=self.receiver)
+        return code, ack, {"error": err.diagnostic, "code": err.code[0]}
 
     def _finish(
         self,
@@ -502,8 +515,8 @@ class Hl7Pipeline:
         self.store.finish(
             msg_id, status=status, ack_code=code, ack=ack, outcome=outcome, resources=resources, conn=conn
         )
-        send = not header.enhanced_mode or wants_ack(header.application_ack_type, code == "AA")
-        return IngestResult(msg_id, status, code, [ack] if send else [], resources or [])
+        return IngestResult(msg_id, status, code, [ack] if _sends_application_ack(header, code) else [],
+                            resources or [])
 
     @staticmethod
     def _mapped(p: _Pending) -> Mapped | None:
