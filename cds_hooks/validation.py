@@ -14,7 +14,7 @@ from cds_hooks.errors import CdsError, bad_request
 from cds_hooks.hooks import HOOKS, USER_TYPES
 from fhir_server.validation.primitives import ID_RE
 
-REF_RE = re.compile(r"[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}")
+REF_RE = re.compile(rf"[A-Z][A-Za-z]+/{ID_RE.pattern}")
 
 # Required bindings of the order resources we act on (R4 value sets).
 REQUIRED_CODES: dict[tuple[str, str], frozenset[str]] = {

@@ -31,16 +31,17 @@ def make_engine(url: str) -> Engine:
     return create_engine(url)
 
 
+def _create_all(engine: Engine, tables: MetaData) -> None:
+    tables.create_all(engine)
+
+
 class TerminologyService:
     def __init__(self, engine_or_url: Engine | str, *,
                  create_tables: Callable[[Engine, MetaData], None] | None = None) -> None:
         """``create_tables``: how to create our tables on a shared database (the server passes the core's,
         which serialises processes starting together); plain ``create_all`` otherwise."""
         self.engine = make_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
-        if create_tables is not None:
-            create_tables(self.engine, metadata)
-        else:
-            metadata.create_all(self.engine)
+        (create_tables or _create_all)(self.engine, metadata)
         self.index = TerminologyIndex(self.engine)
         self.valuesets = ValueSetEngine(self.index)
 

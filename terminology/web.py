@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fhir_server.errors import OperationOutcomeError
-from fhir_server.formats import parse_body
+from fhir_server.interactions.common import request_resource
 from fhir_server.model import FhirRequest, FhirResponse
 from fhir_server.operations.parameters import parameters_of
 from fhir_server.storage.engine import create_tables
@@ -38,11 +38,10 @@ _OPS: dict[str, tuple[list[str], Callable[..., JsonDict]]] = {
 
 def _body(req: FhirRequest, name: str) -> JsonDict | None:
     """The Parameters body (JSON or XML), its shape checked: ``Params`` reads it without further checks."""
-    body = req.resource
-    if body is None and req.body:
-        body = parse_body(req.body, req.headers.get("content-type"))
-    if body is not None:
-        parameters_of(body, f"${name}")
+    if req.resource is None and not req.body:
+        return None
+    body = request_resource(req)
+    parameters_of(body, f"${name}")
     return body
 
 

@@ -20,6 +20,7 @@ from fhir_server.bulk.runner import BulkRunner
 from fhir_server.errors import Issue, OperationOutcomeError, bad_request, forbidden, not_found, operation_outcome
 from fhir_server.model import FhirRequest, FhirResponse, Headers, RequestContext
 from fhir_server.operations.parameters import parameters_of
+from fhir_server.validation.primitives import ID_RE
 
 if TYPE_CHECKING:
     from fhir_server.router import FhirRouter
@@ -28,7 +29,7 @@ OUTPUT_FORMATS = {"application/fhir+ndjson", "application/ndjson", "ndjson"}
 KICKOFF_PARAMS = {"_outputFormat", "_since", "_type", "_typeFilter", "patient"}
 _FILE = re.compile(r"[A-Z][A-Za-z]+\.ndjson")
 _JOB = re.compile(r"[0-9a-f-]{36}")
-_PATIENT_REF = re.compile(r"Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?")  # relative, or on our base
+_PATIENT_REF = re.compile(rf"Patient/({ID_RE.pattern})(?:/_history/[^/]+)?")  # relative, or on our base
 
 
 class ExportService:
