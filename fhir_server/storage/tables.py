@@ -123,8 +123,9 @@ idx_reference = Table(
     Column("target_type", String(64), nullable=True),
     Column("target_id", String(64), nullable=True),
     Column("target_url", String(500), nullable=True),
-    Index("ix_ref_target", "hash_identity", "target_id", "target_type"),
-    Index("ix_ref_target_any", "target_id", "target_type"),
+    # every target query names the id: one index serves `param=Type/id`, chains, _has and compartments
+    # (migration 0005: two indexes dirtied two leaf pages per reference row written)
+    Index("ix_ref_target", "target_id", "target_type", "hash_identity"),
     # absolute URLs are rare: a partial index keeps the NULLs of every relative reference out of it
     Index("ix_ref_url", "hash_identity", "target_url", sqlite_where=_ABSOLUTE_URL, postgresql_where=_ABSOLUTE_URL),
     Index("ix_ref_res", "res_pk", "hash_identity"),

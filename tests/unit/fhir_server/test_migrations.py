@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -69,3 +71,54 @@ def test_postgresql_knows_that_system_and_code_hashes_go_together(db_url: str) -
                                     "WHERE hash_value = 2042 AND hash_sys_value = 1042").scalar()
     engine.dispose()
     assert plan[0]["Plan"]["Plan Rows"] >= 100  # 200 rows match; independence would estimate 2
+
+
+def _reference_indexes(engine: Any) -> set[str]:
+    with engine.connect() as conn:
+        return {r[0] for r in conn.exec_driver_sql(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'idx_reference'" if engine.dialect.name == "postgresql"
+            else "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'idx_reference'").all()}
+
+
+def test_one_reference_target_index_serves_every_target_query(db_url: str) -> None:
+    """Migration 0005 merges the two reference-target indexes into ix_ref_target (target_id, target_type,
+    hash_identity): rows written under 0004 are still found by a reference search, `_has` and `_revinclude`
+    after the upgrade, and down again the old pair comes back."""
+    from alembic import command
+
+    from digitalfront.app import build_services
+    from digitalfront.config import Settings
+    from fhir_server.model import FhirRequest
+    from fhir_server.storage.migrate import alembic_config
+
+    def ids(svc: Any, rt: str, params: list[tuple[str, str]]) -> list[str]:
+        got = svc.router.handle(FhirRequest("GET", rt, params)).resource
+        return sorted(f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in got.get("entry", []))
+
+    svc = build_services(Settings(database_url=db_url, auth=False))
+    pid = svc.router.handle(FhirRequest("POST", "Patient", resource={"resourceType": "Patient"})).resource["id"]
+    oid = svc.router.handle(FhirRequest("POST", "Observation", resource={
+        "resourceType": "Observation", "status": "final", "code": {"text": "x"},
+        "subject": {"reference": f"Patient/{pid}"}})).resource["id"]
+    svc.engine.dispose()
+    engine = make_engine(db_url)
+    command.downgrade(alembic_config(engine), "0004")
+    assert {"ix_ref_target", "ix_ref_target_any"} <= _reference_indexes(engine)
+    engine.dispose()
+
+    svc = build_services(Settings(database_url=db_url, auth=False))  # upgrades to head on start
+    indexes = _reference_indexes(svc.engine)
+    assert "ix_ref_target_any" not in indexes and "ix_ref_target" in indexes
+    assert ids(svc, "Observation", [("subject", f"Patient/{pid}")]) == [f"Observation/{oid}"]
+    assert ids(svc, "Observation", [("patient", pid)]) == [f"Observation/{oid}"]
+    assert ids(svc, "Patient", [("_has:Observation:subject:status", "final")]) == [f"Patient/{pid}"]
+    assert ids(svc, "Patient", [("_id", pid), ("_revinclude", "Observation:subject")]) == sorted(
+        [f"Patient/{pid}", f"Observation/{oid}"])
+    if svc.engine.dialect.name == "sqlite":  # the one index serves a target with and without its parameter
+        with svc.engine.connect() as conn:
+            for where in ("target_id = 'a' AND target_type = 'Patient' AND hash_identity = 1",
+                          "target_id = 'a' AND target_type = 'Patient'"):
+                plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql(
+                    f"EXPLAIN QUERY PLAN SELECT res_pk FROM idx_reference WHERE {where}").all())
+                assert "ix_ref_target" in plan, plan
+    svc.engine.dispose()
