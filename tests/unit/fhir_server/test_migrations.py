@@ -6,6 +6,7 @@ from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import Engine
 
 from fhir_server.storage.engine import make_engine
 from fhir_server.storage.migrate import upgrade
@@ -73,7 +74,7 @@ def test_postgresql_knows_that_system_and_code_hashes_go_together(db_url: str) -
     assert plan[0]["Plan"]["Plan Rows"] >= 100  # 200 rows match; independence would estimate 2
 
 
-def _reference_indexes(engine: Any) -> set[str]:
+def _reference_indexes(engine: Engine) -> set[str]:
     with engine.connect() as conn:
         return {r[0] for r in conn.exec_driver_sql(
             "SELECT indexname FROM pg_indexes WHERE tablename = 'idx_reference'" if engine.dialect.name == "postgresql"
@@ -82,8 +83,8 @@ def _reference_indexes(engine: Any) -> set[str]:
 
 def test_one_reference_target_index_serves_every_target_query(db_url: str) -> None:
     """Migration 0005 merges the two reference-target indexes into ix_ref_target (target_id, target_type,
-    hash_identity): rows written under 0004 are still found by a reference search, `_has` and `_revinclude`
-    after the upgrade, and down again the old pair comes back."""
+    hash_identity): down to 0004 the old pair comes back, and up again the rows written before are still found
+    by `subject` and `patient` searches, `_has` and `_revinclude` through the one new index."""
     from alembic import command
 
     from digitalfront.app import build_services

@@ -9,7 +9,7 @@ reference rows; the WAL pages per message fell 168 -> 146 and the HL7v2 writer's
 
 Revision ID: 0005
 Revises: 0004
-Create Date: 2026-11-30 21:40:00
+Create Date: 2026-11-29 21:40:00
 """
 from alembic import op
 
