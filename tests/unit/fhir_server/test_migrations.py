@@ -13,6 +13,13 @@ from fhir_server.storage.migrate import upgrade
 from fhir_server.storage.tables import metadata
 
 
+def _indexes(engine: Engine, table: str) -> set[str]:
+    with engine.connect() as conn:
+        return {r[0] for r in conn.exec_driver_sql(
+            "SELECT indexname FROM pg_indexes WHERE tablename = %s" if engine.dialect.name == "postgresql"
+            else "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?", (table,)).all()}
+
+
 def _full_text(change: object) -> bool:
     """Full-text search objects (FTS5 tables, tsvector indexes) are made by the migration in raw SQL."""
     obj = change[1] if isinstance(change, tuple) else None
@@ -24,9 +31,7 @@ def test_migrated_schema_matches_the_declared_one(db_url: str) -> None:
     upgrade(engine)
     with engine.connect() as conn:
         diff = [d for d in compare_metadata(MigrationContext.configure(conn), metadata) if not _full_text(d)]
-        indexes = {r[0] for r in conn.exec_driver_sql(
-            "SELECT indexname FROM pg_indexes WHERE tablename = 'idx_string'" if engine.dialect.name == "postgresql"
-            else "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'idx_string'").all()}
+    indexes = _indexes(engine, "idx_string")
     engine.dispose()
     assert diff == []
     assert "ix_string_norm" in indexes and "ix_string_exact" not in indexes
@@ -74,13 +79,6 @@ def test_postgresql_knows_that_system_and_code_hashes_go_together(db_url: str) -
     assert plan[0]["Plan"]["Plan Rows"] >= 100  # 200 rows match; independence would estimate 2
 
 
-def _reference_indexes(engine: Engine) -> set[str]:
-    with engine.connect() as conn:
-        return {r[0] for r in conn.exec_driver_sql(
-            "SELECT indexname FROM pg_indexes WHERE tablename = 'idx_reference'" if engine.dialect.name == "postgresql"
-            else "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'idx_reference'").all()}
-
-
 def test_one_reference_target_index_serves_every_target_query(db_url: str) -> None:
     """Migration 0005 merges the two reference-target indexes into ix_ref_target (target_id, target_type,
     hash_identity): down to 0004 the old pair comes back, and up again the rows written before are still found
@@ -104,11 +102,11 @@ def test_one_reference_target_index_serves_every_target_query(db_url: str) -> No
     svc.engine.dispose()
     engine = make_engine(db_url)
     command.downgrade(alembic_config(engine), "0004")
-    assert {"ix_ref_target", "ix_ref_target_any"} <= _reference_indexes(engine)
+    assert {"ix_ref_target", "ix_ref_target_any"} <= _indexes(engine, "idx_reference")
     engine.dispose()
 
     svc = build_services(Settings(database_url=db_url, auth=False))  # upgrades to head on start
-    indexes = _reference_indexes(svc.engine)
+    indexes = _indexes(svc.engine, "idx_reference")
     assert "ix_ref_target_any" not in indexes and "ix_ref_target" in indexes
     assert ids(svc, "Observation", [("subject", f"Patient/{pid}")]) == [f"Observation/{oid}"]
     assert ids(svc, "Observation", [("patient", pid)]) == [f"Observation/{oid}"]
