@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -36,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-from fhir_server.storage.engine import create_tables
+from fhir_server.storage.engine import create_tables, driver_execute, param_mark
 
 metadata = MetaData()
 
@@ -207,7 +207,7 @@ def _finish_sql(dialect: Dialect) -> tuple[str, Callable[[datetime], Any]]:
     """The finishing UPDATE of every message as driver SQL, and how its timestamp is bound (the column type's
     own conversion): through SQLAlchemy's execution context it cost the writer thread ~0.1 ms per message,
     more than SQLite running it (bench/RESULTS.md)."""
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    mark = param_mark(dialect.name == "sqlite")
     sql = (f"UPDATE {messages.name} SET status = {mark}, ack_code = {mark}, ack = {mark}, processed_at = {mark}, "
            f"outcome = {mark}, resources = {mark}, attempts = attempts + 1 WHERE id = {mark}")
     bind = messages.c.processed_at.type.bind_processor(dialect)
@@ -299,11 +299,11 @@ class MessageStore:
         resources: list[str] | None = None,
         conn: Connection | None = None,
     ) -> None:
-        with self._writing(conn) as c, closing(c.connection.driver_connection.cursor()) as cur:  # type: ignore[union-attr]
+        with self._writing(conn) as c:
             sql, stamp = _finish_sql(c.dialect)
-            cur.execute(sql, (status, ack_code, ack, stamp(datetime.now(UTC)),
-                              json.dumps(outcome) if outcome is not None else None,
-                              json.dumps(resources) if resources is not None else None, msg_id))
+            driver_execute(c, sql, (status, ack_code, ack, stamp(datetime.now(UTC)),
+                                    json.dumps(outcome) if outcome is not None else None,
+                                    json.dumps(resources) if resources is not None else None, msg_id))
 
     def get(self, msg_id: int) -> StoredMessage | None:
         if not 0 < msg_id <= MAX_ID:  # ids are 64-bit: a larger one would fail in the driver, not just not match

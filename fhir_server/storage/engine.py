@@ -199,6 +199,11 @@ def any_of(sqlite: bool) -> str:
     return "IN (SELECT value FROM json_each(?))" if sqlite else "= ANY(%s)"
 
 
+def param_mark(sqlite: bool) -> str:
+    """The DBAPI's placeholder in driver SQL: sqlite3 takes ``?``, psycopg ``%s``."""
+    return "?" if sqlite else "%s"
+
+
 def list_param(sqlite: bool, values: list[Any]) -> Any:
     return orjson.dumps(values).decode() if sqlite else values
 
@@ -211,6 +216,13 @@ def driver_rows(conn: Connection, sql: str, params: Sequence[Any]) -> list[Any]:
         cur.execute(sql, params)
         row = _row_class(tuple(d[0] for d in cur.description))
         return [row._make(r) for r in cur.fetchall()]
+
+
+def driver_execute(conn: Connection, sql: str, params: Sequence[Any]) -> None:
+    """A driver-SQL statement that returns no rows, on ``conn``'s DBAPI connection (inside its transaction):
+    for the write path's per-message statements, as ``driver_rows`` is for its lookups."""
+    with closing(conn.connection.driver_connection.cursor()) as cur:  # type: ignore[union-attr]
+        cur.execute(sql, params)
 
 
 @lru_cache(maxsize=64)

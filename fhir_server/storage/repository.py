@@ -28,7 +28,7 @@ from fhir_server.search.extract import Extractor, IndexRows
 from fhir_server.search.query import SearchQuery, SearchResult
 from fhir_server.search.registry import SearchParamRegistry, default_registry
 from fhir_server.storage import tables as T
-from fhir_server.storage.engine import any_of, driver_rows, is_sqlite, list_param, writer
+from fhir_server.storage.engine import any_of, driver_rows, is_sqlite, list_param, param_mark, writer
 from fhir_server.storage.jobs import JobStore
 from fhir_server.storage.queries import ResourceQueries
 from fhir_server.timeutil import from_us, instant, to_us
@@ -102,13 +102,14 @@ _PREFETCH = {sqlite: "SELECT pk, res_type, fhir_id, version, last_updated, delet
                      f"WHERE res_type {any_of(sqlite)} AND fhir_id {any_of(sqlite)}"
              for sqlite in (True, False)}
 
+_MAX_PK = "SELECT max(pk) AS max_pk FROM fhir_resource"  # SQLite's next pk, once per transaction
+
 COPY_MIN_ROWS = 16  # below this, executemany's one round trip is as cheap as starting a COPY
 
 # SQLite full text (_text, _content): the FTS5 table indexes idx_text's rows (external content) and is written
 # here, once per flush, not by triggers on idx_text. Measured: with an AFTER INSERT trigger, ingest in a
 # process that kept writing fell from 1,643 to 844 resources/s by 412k resources (and to ~530/s at 1M),
 # while the same load with these explicit statements ran at 1,495/s at 412k (bench/RESULTS.md, search).
-_MAX_PK = "SELECT max(pk) AS max_pk FROM fhir_resource"
 _FTS_INSERT = "INSERT INTO idx_text_fts (rowid, narrative, content) VALUES (?, ?, ?)"
 
 # Resource, history and text rows go in as driver SQL with positional rows, like the index rows: through
@@ -119,7 +120,7 @@ _HISTORY_COLUMNS = ("res_pk", "version", "res_type", "fhir_id", "last_updated", 
 
 
 def _row_insert(table: str, columns: tuple[str, ...], sqlite: bool) -> str:
-    marks = ["?" if sqlite else "%s"] * len(columns)
+    marks = [param_mark(sqlite)] * len(columns)
     if not sqlite and columns[-1] == "body":
         marks[-1] = "%s::jsonb"
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(marks)})"
@@ -266,7 +267,7 @@ class SqlFhirRepository(ResourceQueries, JobStore):
             # Writers hold the database lock (BEGIN IMMEDIATE), so max+1 is safe within the transaction.
             nxt: int | None = getattr(self, "_sqlite_next", None)
             if nxt is None:
-                nxt = (driver_rows(conn, _MAX_PK, ())[0][0] or 0) + 1  # once per transaction: driver SQL
+                nxt = (driver_rows(conn, _MAX_PK, ())[0][0] or 0) + 1
             self._sqlite_next = nxt + 1  # type: ignore[attr-defined]
             return nxt
         root: SqlFhirRepository = getattr(self, "_root", self)

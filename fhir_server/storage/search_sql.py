@@ -46,7 +46,7 @@ from fhir_server.search.values import (
     ucum_canonical,
 )
 from fhir_server.storage import tables as T
-from fhir_server.storage.engine import any_of, driver_rows, list_param
+from fhir_server.storage.engine import any_of, driver_rows, list_param, param_mark
 from fhir_server.storage.search_includes import includes
 from fhir_server.storage.search_paging import Cond, encode_cursor, keyset, sort_expr
 from fhir_server.timeutil import now_us
@@ -249,7 +249,7 @@ class SqlSearch:
             return None
         # driver SQL (the DBAPI's own statement cache; no SQLAlchemy compile per lookup)
         sqlite = self.conn.dialect.name == "sqlite"
-        mark = "?" if sqlite else "%s"
+        mark = param_mark(sqlite)
         lookups: list[tuple[str, list[Any]]] = []
         for c in q.criteria:
             if c.kind != "param" or c.param is None or c.param.type != "token" or c.modifier:
