@@ -13,10 +13,15 @@ import logging
 import multiprocessing
 import os
 import pickle
+import queue
 import threading
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from multiprocessing import connection as mp_connection
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from fhir_server.interactions.prepared import PreparedBundle, PrepareMemo, prepare_bundle
@@ -116,13 +121,136 @@ def loads_mapped(data: bytes) -> Mapped:
     return mapped
 
 
-def _ready() -> int:
-    return os.getpid()
+_READY, _OK, _FAILED = b"R", b"K", b"E"  # a worker's answers: started, a prepared message, a failure
+START_TIMEOUT_S = 120.0
+RETRY_S = 30.0  # after workers died before they were ready, the writer maps everything itself this long
 
 
-# ---------------------------------------------------------------- in the server
+def _serve(requests: Connection, results: Connection, registrations: list[dict[str, Any]], base_url: str | None,
+           validate: bool) -> None:
+    """A worker process: map each request (8-byte store id + raw message), answer in the order received.
+
+    A thread of its own reads the requests as they come, so the server's send never waits for the worker to
+    finish a message, whatever their sizes (and the server never blocks on a pipe the worker cannot drain
+    while it is itself blocked sending a result)."""
+    _init_worker(registrations, base_url, validate)
+    inbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+
+    def read() -> None:
+        try:
+            while True:
+                inbox.put(requests.recv_bytes())
+        except (EOFError, OSError):  # the server closed its end (pool closed or rebuilt) or went away
+            inbox.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    results.send_bytes(_READY)
+    while (data := inbox.get()) is not None:
+        try:
+            out = _OK + _map_and_prepare(data[8:], int.from_bytes(data[:8], "big", signed=True))
+        except Exception as exc:  # noqa: BLE001 - reported to the server, which maps that message itself
+            out = _FAILED + f"{type(exc).__name__}: {exc}".encode()
+        results.send_bytes(out)
+
+
+class PrepareWorkerError(RuntimeError):
+    """A worker could not prepare a message (or died with it): the pipeline maps that one itself."""
+
+
+@dataclass
+class _Worker:
+    process: BaseProcess
+    requests: Connection  # the server's sending end
+    results: Connection  # the server's receiving end
+    pending: deque[Future[bytes]] = field(default_factory=deque)  # sent, not answered, in order
+    ready: threading.Event = field(default_factory=threading.Event)
+
+
+class _Generation:
+    """Worker processes started with one version of the search parameters, and the thread reading their
+    results. Replaced (when the parameters change or a worker dies), it finishes what it was sent and ends."""
+
+    def __init__(self, workers: int, initargs: tuple[Any, ...]) -> None:
+        ctx = multiprocessing.get_context("spawn")  # not fork: the server has threads and open connections
+        self.lock = threading.Lock()
+        self.broken = False
+        self.workers: list[_Worker] = []
+        for _ in range(workers):
+            req_r, req_w = ctx.Pipe(duplex=False)
+            res_r, res_w = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_serve, args=(req_r, res_w, *initargs), name="hl7-prepare", daemon=True)
+            proc.start()
+            req_r.close()
+            res_w.close()
+            self.workers.append(_Worker(proc, req_w, res_r))
+        self.reader = threading.Thread(target=self._read, name="hl7-prepare-results", daemon=True)
+        self.reader.start()
+
+    def submit(self, payload: bytes) -> Future[bytes]:
+        future: Future[bytes] = Future()
+        with self.lock:
+            if self.broken:
+                raise PrepareWorkerError("a prepare worker died")
+            w = min(self.workers, key=lambda w: len(w.pending))
+            w.pending.append(future)  # under the lock with the send: answers come back in this order
+            try:
+                w.requests.send_bytes(payload)
+            except OSError:
+                w.pending.pop()
+                self.broken = True
+                raise
+        return future
+
+    def _read(self) -> None:
+        """Resolve each worker's futures from its answers; a worker that goes away fails what it held."""
+        by_conn = {w.results: w for w in self.workers}
+        while by_conn:
+            for conn in mp_connection.wait(list(by_conn)):
+                w = by_conn[conn]  # type: ignore[index]
+                try:
+                    data = w.results.recv_bytes()
+                except (EOFError, OSError):
+                    del by_conn[w.results]
+                    self._lost(w)
+                    continue
+                if data == _READY:
+                    w.ready.set()
+                    continue
+                with self.lock:
+                    future = w.pending.popleft()
+                if data[:1] == _OK:
+                    future.set_result(data[1:])
+                else:
+                    future.set_exception(PrepareWorkerError(data[1:].decode(errors="replace")))
+
+    def _lost(self, w: _Worker) -> None:
+        with self.lock:
+            if w.process.exitcode is None or w.pending:  # not a worker leaving after close()
+                self.broken = True
+            lost, w.pending = list(w.pending), deque()
+        w.results.close()
+        for future in lost:
+            future.set_exception(PrepareWorkerError(f"prepare worker {w.process.pid} went away"))
+
+    def close(self, wait: bool) -> None:
+        """Close the request pipes: each worker answers what it was sent, then leaves."""
+        for w in self.workers:
+            w.requests.close()
+        if wait:
+            for w in self.workers:
+                w.process.join(30)
+                if w.process.exitcode is None:
+                    w.process.kill()
+            self.reader.join(30)
+
+
 class PreparePool:
-    """A process pool replaying the server's search parameters; rebuilt when they change."""
+    """Worker processes replaying the server's search parameters; rebuilt when they change or one dies.
+
+    Not a ``ProcessPoolExecutor``: its manager and feeder threads woke three times per message, and each
+    wake-up wanted the GIL the writer thread (the pipeline's bottleneck) was waiting to take back after a
+    SQLite call. Here the submitting thread writes the request to a worker's pipe itself, and one thread
+    reads the answers (bench/RESULTS.md)."""
 
     def __init__(self, workers: int, registry: SearchParamRegistry, *, base_url: str | None = None,
                  validate: bool = True) -> None:
@@ -131,49 +259,60 @@ class PreparePool:
         self.base_url = base_url
         self.validate = validate
         self._lock = threading.Lock()
-        self._executor: ProcessPoolExecutor | None = None
+        self._generation: _Generation | None = None
         self._version = -1
+        self._retry_at = 0.0  # time.monotonic() before which no new workers are started
 
-    def _pool(self) -> ProcessPoolExecutor:
+    def _current(self) -> _Generation:
         with self._lock:
-            if self._executor is None or self._version != self.registry.version:
-                if self._executor is not None:
-                    self._executor.shutdown(wait=False, cancel_futures=False)
+            gen = self._generation
+            if gen is None or gen.broken or self._version != self.registry.version:
+                if gen is not None:
+                    gen.close(wait=False)
+                    if gen.broken and not any(w.ready.is_set() for w in gen.workers):
+                        log.error("HL7v2 prepare workers died before they were ready; the writer maps messages "
+                                  "itself for %.0f s, then they are started again", RETRY_S)
+                        self._retry_at = time.monotonic() + RETRY_S  # they die starting: not on every message
+                if time.monotonic() < self._retry_at:
+                    self._generation = None
+                    raise PrepareWorkerError(f"prepare workers failed to start; next try in under {RETRY_S:.0f} s")
                 self._version = self.registry.version
-                # spawn, not fork: the server has threads and open database connections
-                self._executor = ProcessPoolExecutor(
-                    self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-                    initargs=(self.registry.registrations(), self.base_url, self.validate))
-            return self._executor
+                gen = self._generation = _Generation(self.workers, (self.registry.registrations(), self.base_url,
+                                                                    self.validate))
+            return gen
 
     def start(self) -> None:
         """Start every worker now, so the first messages do not wait for them (a failure is only logged)."""
         try:
-            pool = self._pool()
-            for f in [pool.submit(_ready) for _ in range(self.workers)]:
-                f.result(timeout=120)
+            gen = self._current()
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while not all(w.ready.is_set() for w in gen.workers):
+                if gen.broken or time.monotonic() > deadline:
+                    raise PrepareWorkerError("a prepare worker died starting" if gen.broken
+                                             else "the prepare workers did not start in time")
+                gen.workers[0].ready.wait(0.05)
         except Exception:  # noqa: BLE001 - the pipeline maps in-process until the pool works
             log.exception("HL7v2 prepare workers did not start")
 
     def pids(self) -> list[int]:
         """The worker processes' ids (operators and tests)."""
         with self._lock:
-            procs = getattr(self._executor, "_processes", None) or {}
-            return sorted(procs)
+            gen = self._generation
+            return sorted(w.process.pid for w in gen.workers if w.process.pid) if gen is not None else []
 
     def submit(self, raw: bytes, msg_id: int) -> Future[bytes] | None:
         """The message's mapping (pickled, for ``loads_mapped``), underway; None when the pool is unusable
         (the caller maps it itself)."""
         try:
-            return self._pool().submit(_map_and_prepare, raw, msg_id)
+            return self._current().submit(msg_id.to_bytes(8, "big", signed=True) + raw)
+        except PrepareWorkerError:  # waiting to retry workers that died starting (logged when they did)
+            return None
         except Exception:  # noqa: BLE001 - a broken or closed pool: map in-process, rebuild next time
             log.exception("HL7v2 prepare pool unusable; mapping in the writer's thread")
-            with self._lock:
-                self._executor = None
             return None
 
     def close(self) -> None:
         with self._lock:
-            if self._executor is not None:
-                self._executor.shutdown(wait=True, cancel_futures=True)
-                self._executor = None
+            gen, self._generation = self._generation, None
+        if gen is not None:
+            gen.close(wait=True)

@@ -91,6 +91,48 @@ def test_a_search_parameter_added_later_is_indexed_by_new_workers(services):
     assert len(found) == 24
 
 
+def test_a_message_a_worker_cannot_prepare_fails_alone(services):
+    from interfaces.prepare import PrepareWorkerError, loads_mapped
+
+    pool = pipeline_for(services).prepare_pool
+    pool.start()
+    pids = pool.pids()
+    bad = pool.submit(b"this is not an HL7v2 message", 0)
+    good = [pool.submit(oru(f"pw-{i}", mrn="816"), 0) for i in range(3)]  # queued behind it, on both workers
+    with pytest.raises(PrepareWorkerError, match="Er7Error"):
+        bad.result(timeout=60)
+    for future in good:
+        mapped = loads_mapped(future.result(timeout=60))
+        assert mapped.bundle is not None and mapped.prepared is not None
+        assert sum(e["resource"]["resourceType"] == "Observation" for e in mapped.bundle["entry"]) == 12
+    assert pool.pids() == pids  # the same workers go on
+
+
+def test_workers_that_die_starting_are_not_restarted_for_every_message(caplog):
+    from interfaces.prepare import RETRY_S, PreparePool
+
+    class UnreplayableRegistry:  # what a worker replays at start makes it fail there
+        version = 0
+
+        def registrations(self) -> list[dict[str, Any]]:
+            return [{"resourceType": "SearchParameter"}]  # no url
+
+    pool = PreparePool(1, UnreplayableRegistry())  # type: ignore[arg-type]
+    try:
+        started = time.monotonic()
+        pool.start()
+        assert time.monotonic() - started < 60  # it noticed the death, not the start timeout
+        assert "did not start" in caplog.text
+        raw = oru("pd-1", mrn="817")
+        first = pool.submit(raw, 0)  # the broken workers are replaced no sooner than RETRY_S from now
+        assert first is None or first.exception(timeout=60) is not None
+        assert f"for {RETRY_S:.0f} s" in caplog.text
+        assert [pool.submit(raw, 0) for _ in range(20)] == [None] * 20  # the writer maps these itself
+        assert pool.pids() == []
+    finally:
+        pool.close()
+
+
 @pytest.mark.parametrize(("cores", "workers"), [(1, 0), (2, 1), (4, 3), (32, 8)])
 def test_auto_leaves_a_core_for_the_writer(monkeypatch, cores, workers):
     from interfaces.prepare import default_workers
