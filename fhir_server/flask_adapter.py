@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Blueprint, Flask, Response, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
 from fhir_server import formats
 from fhir_server.errors import Issue, OperationOutcomeError, operation_outcome
@@ -75,13 +75,20 @@ def make_blueprint(services: Any, url_prefix: str = "/fhir") -> Blueprint:
 
     @bp.app_errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:
-        if not request.path.startswith(url_prefix):
-            return exc
+        """Every HTTP-level error of the app (a body over the limit, an unknown path, a method a route does not
+        take), FHIR or not, answers an OperationOutcome like the rest of the API, not Flask's HTML page."""
         code = exc.code or 500
         if isinstance(exc, RequestEntityTooLarge):
             code = 413
-        oo = operation_outcome([Issue("error", "processing", exc.description or exc.name)])
-        return render_response(FhirResponse(code, oo), formats.JSON, False)
+        issue_code = {404: "not-found", 405: "not-supported"}.get(code, "processing")
+        detail = exc.description or exc.name
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            detail = f"{request.method} is not allowed on {request.path}; it takes {', '.join(exc.valid_methods)}"
+        elif code == 404 and not request.path.startswith(url_prefix):
+            detail = f"Nothing at {request.path}; the FHIR API is under {url_prefix}/"
+        oo = operation_outcome([Issue("error", issue_code, detail)])
+        headers = {k: v for k, v in exc.get_headers() if k.lower() == "allow"}
+        return render_response(FhirResponse(code, oo, headers), formats.JSON, False)
 
     return bp
 

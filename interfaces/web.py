@@ -16,6 +16,7 @@ from fhir_server.errors import OperationOutcomeError, bad_request, not_found
 from interfaces.monitor import CONTENT_TYPE, pipeline_metrics
 from interfaces.pipeline import Hl7Pipeline
 from interfaces.service import pipeline_for
+from interfaces.store import STATUSES
 
 HL7_TYPES = ("text/plain", "x-application/hl7-v2+er7", "application/hl7-v2", "application/edi-hl7")
 ACK_TYPE = "x-application/hl7-v2+er7"
@@ -80,8 +81,11 @@ def create_blueprint(services: Any, pipeline: Hl7Pipeline) -> Blueprint:
     def list_messages() -> Response:
         authorize()
         base = request.url_root.rstrip("/") + "/fhir"
+        status = request.args.get("status") or None
+        if status is not None and status not in STATUSES:  # a typo would read as "no such messages"
+            raise bad_request(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
         found = pipeline.store.search(
-            status=request.args.get("status") or None,
+            status=status,
             message_type=request.args.get("type") or None,
             sender=request.args.get("sender") or None,
             since=_date("since"),

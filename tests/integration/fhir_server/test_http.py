@@ -86,6 +86,21 @@ def test_body_over_limit_is_413(live_server_factory: Any) -> None:
     assert r.status_code == 413 and r.json()["resourceType"] == "OperationOutcome"
 
 
+def test_unknown_paths_and_methods_answer_operation_outcomes(live_server: Any) -> None:
+    """Not Flask's HTML pages: a client that got the base wrong, or used the wrong method, gets JSON."""
+    root = live_server.base.rsplit("/fhir", 1)[0]
+    r = requests.get(f"{root}/Patient", timeout=30)  # the base without /fhir
+    assert r.status_code == 404 and r.headers["Content-Type"].startswith(FHIR_JSON)
+    issue = r.json()["issue"][0]
+    assert issue["code"] == "not-found" and "/fhir/" in issue["diagnostics"]
+    r = requests.delete(f"{root}/healthz", timeout=30)
+    assert r.status_code == 405 and r.headers["Content-Type"].startswith(FHIR_JSON)
+    assert r.json()["issue"][0]["code"] == "not-supported" and "GET" in r.headers["Allow"]
+    assert "DELETE is not allowed on /healthz" in r.json()["issue"][0]["diagnostics"]
+    r = requests.put(f"{root}/hl7v2/messages", timeout=30)
+    assert r.status_code == 405 and r.json()["resourceType"] == "OperationOutcome"
+
+
 def test_lenient_handling_reports_ignored_params(live_server: Any) -> None:
     r = requests.get(f"{live_server.base}/Patient?bogus=1&gender=male",
                      headers={"Prefer": "handling=lenient"}, timeout=30)

@@ -43,6 +43,8 @@ def test_bad_requests_are_operation_outcomes(live_server):
     assert status == 400 and json.loads(body)["resourceType"] == "OperationOutcome"
     status, body = call(live_server.url + "/hl7v2/messages?type=%00")  # PostgreSQL refused the SQL: a 500
     assert status == 400 and json.loads(body)["resourceType"] == "OperationOutcome"
+    status, body = call(live_server.url + "/hl7v2/messages?status=proccessed")  # a typo, not "none found"
+    assert status == 400 and "status must be one of received, processed" in body.decode(), body
     status, body = call(live_server.url + "/hl7v2/messages/999999")
     assert status == 404
     status, body = call(live_server.url + "/hl7v2", b"not hl7")
