@@ -61,6 +61,28 @@ def test_chains_within_the_limits_run(world: World) -> None:
     assert resp.status == 200
 
 
+@pytest.mark.parametrize("drive_up_to", [0, 10_000])
+def test_chains_through_several_target_types_match_either_way(world: World, monkeypatch: pytest.MonkeyPatch,
+                                                              drive_up_to: int) -> None:
+    """On PostgreSQL, up to CHAIN_DRIVE_UP_TO referring rows the chain is one index range per target (a UNION
+    ALL of the target types), past it one reference lookup walked in order: the same matches (SQLite always
+    takes the one lookup)."""
+    from fhir_server.storage import search_sql
+
+    monkeypatch.setattr(search_sql, "CHAIN_DRIVE_UP_TO", drive_up_to)
+    found = 0
+    for path, q in [("Observation", "subject.name=peter"), ("MedicationRequest", "subject.name=peter"),
+                    ("Patient", "general-practitioner.name=adam"), ("Observation", "subject.name=nobody-at-all"),
+                    ("Observation", "encounter.participant.name=dr&code=8302-2")]:
+        query = parse_qsl(q)
+        resp = get(world, path, [*query, ("_count", "1000")])
+        assert resp.status == 200, resp.resource
+        got = {e["resource"]["id"] for e in resp.resource.get("entry", []) if e["search"]["mode"] == "match"}
+        assert got == world.ev.search(path, query), q
+        found += len(got)
+    assert found > 20
+
+
 def test_lenient_handling_ignores_unknown_and_says_so(world: World) -> None:
     resp = get(world, "Patient", [("nonsense", "1"), ("family", "hart")], {"prefer": "handling=lenient"})
     assert resp.status == 200
