@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
+    CompoundSelect,
     Connection,
     Select,
     and_,
@@ -371,7 +372,7 @@ class SqlSearch:
             ref.c.hash_identity == ident, ref.c.target_id == r.c.fhir_id, ref.c.target_type == c.resource_type,
             t.c.res_type == c.target_type, t.c.deleted.is_(False), sub))
 
-    def _more_than(self, stmt: Select[Any], n: int) -> bool:
+    def _more_than(self, stmt: Select[Any] | CompoundSelect[Any], n: int) -> bool:
         bounded = stmt.limit(n + 1).subquery()
         return (self.conn.execute(select(func.count()).select_from(bounded)).scalar() or 0) > n
 
