@@ -153,6 +153,7 @@ def _serve(requests: Connection, results: Connection, registrations: list[dict[s
         results.send_bytes(out)
 
 
+# ---------------------------------------------------------------- in the server
 class PrepareWorkerError(RuntimeError):
     """A worker could not prepare a message (or died with it): the pipeline maps that one itself."""
 
@@ -225,8 +226,7 @@ class _Generation:
 
     def _lost(self, w: _Worker) -> None:
         with self.lock:
-            if w.process.exitcode is None or w.pending:  # not a worker leaving after close()
-                self.broken = True
+            self.broken = True  # the next submit starts a new generation (this one may be closing anyway)
             lost, w.pending = list(w.pending), deque()
         w.results.close()
         for future in lost:
