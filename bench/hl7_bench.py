@@ -440,7 +440,7 @@ def main() -> int:
             rows[4 + k][1].append(row)
     base = median_of(rows[0][1])
     print(f"{n} messages (ADT + ORU with 10-30 OBX), {args.connections} client connections in separate "
-          f"processes, median of {runs} run(s)")
+          f"processes, median of {runs} run(s); compiled hot modules: {compiled.describe()}")
     print(f"{'run':38} {'msg/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'vs baseline':>12} {'msgs/commit':>12}  acks")
     for name, results in rows:
         if not results:
