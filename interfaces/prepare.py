@@ -123,6 +123,9 @@ def loads_mapped(data: bytes) -> Mapped:
 
 _READY, _OK, _FAILED = b"R", b"K", b"E"  # a worker's answers: started, a prepared message, a failure
 START_TIMEOUT_S = 120.0
+# A message a worker has not finished after this long is given up (its worker is killed): answered AE and kept
+# in the store for replay, instead of holding back every message behind it in arrival order.
+MAP_TIMEOUT_S = 60.0
 RETRY_S = 30.0  # after workers died before they were ready, the writer maps everything itself this long
 
 
@@ -158,13 +161,19 @@ class PrepareWorkerError(RuntimeError):
     """A worker could not prepare a message (or died with it): the pipeline maps that one itself."""
 
 
+class PrepareTimeout(PrepareWorkerError):
+    """A worker did not finish a message within ``MAP_TIMEOUT_S``: the pipeline answers it AE (and does not try
+    it again in its own thread, where it would hold back the feed the same way)."""
+
+
 @dataclass
 class _Worker:
     process: BaseProcess
     requests: Connection  # the server's sending end
     results: Connection  # the server's receiving end
-    pending: deque[Future[bytes]] = field(default_factory=deque)  # sent, not answered, in order
+    pending: deque[tuple[Future[bytes], float]] = field(default_factory=deque)  # sent (when), not answered
     ready: threading.Event = field(default_factory=threading.Event)
+    answered_at: float = 0.0  # time.monotonic() of its last answer: the head of ``pending`` started after it
 
 
 class _Generation:
@@ -193,7 +202,7 @@ class _Generation:
             if self.broken:
                 raise PrepareWorkerError("a prepare worker died")
             w = min(self.workers, key=lambda w: len(w.pending))
-            w.pending.append(future)  # under the lock with the send: answers come back in this order
+            w.pending.append((future, time.monotonic()))  # under the lock with the send: answers come in order
             try:
                 w.requests.send_bytes(payload)
             except OSError:
@@ -206,7 +215,7 @@ class _Generation:
         """Resolve each worker's futures from its answers; a worker that goes away fails what it held."""
         by_conn = {w.results: w for w in self.workers}
         while by_conn:
-            for conn in mp_connection.wait(list(by_conn)):
+            for conn in mp_connection.wait(list(by_conn), timeout=min(1.0, MAP_TIMEOUT_S / 4)):
                 w = by_conn[conn]  # type: ignore[index]
                 try:
                     data = w.results.recv_bytes()
@@ -215,19 +224,39 @@ class _Generation:
                     self._lost(w)
                     continue
                 if data == _READY:
+                    w.answered_at = time.monotonic()  # what was sent while it started waits from now
                     w.ready.set()
                     continue
                 with self.lock:
-                    future = w.pending.popleft()
+                    future, _sent = w.pending.popleft()
+                    w.answered_at = time.monotonic()
                 if data[:1] == _OK:
                     future.set_result(data[1:])
                 else:
                     future.set_exception(PrepareWorkerError(data[1:].decode(errors="replace")))
+            for w in list(by_conn.values()):
+                if self._overdue(w):
+                    del by_conn[w.results]
+
+    def _overdue(self, w: _Worker) -> bool:
+        """Give up a message its worker has spent ``MAP_TIMEOUT_S`` on: that one fails with PrepareTimeout,
+        the worker is killed (its answers are no longer read) and what was queued behind it fails over to the
+        writer."""
+        with self.lock:  # the time it has been working on its oldest message, not that message's time in the queue
+            if not w.pending or time.monotonic() - max(w.pending[0][1], w.answered_at) <= MAP_TIMEOUT_S:
+                return False
+            future, _sent = w.pending.popleft()
+        log.error("HL7v2 prepare worker %s did not finish a message in %g s: killed; the message is answered AE "
+                  "and kept for replay", w.process.pid, MAP_TIMEOUT_S)
+        w.process.kill()
+        future.set_exception(PrepareTimeout(f"mapping did not finish within {MAP_TIMEOUT_S:g} s"))
+        self._lost(w)
+        return True
 
     def _lost(self, w: _Worker) -> None:
         with self.lock:
             self.broken = True  # the next submit starts a new generation (this one may be closing anyway)
-            lost, w.pending = list(w.pending), deque()
+            lost, w.pending = [f for f, _sent in w.pending], deque()
         w.results.close()
         for future in lost:
             future.set_exception(PrepareWorkerError(f"prepare worker {w.process.pid} went away"))

@@ -108,6 +108,41 @@ def test_a_message_a_worker_cannot_prepare_fails_alone(services):
     assert pool.pids() == pids  # the same workers go on
 
 
+def big_oru(cid: str, results: int, mrn: str = "819") -> bytes:
+    return (f"MSH|^~\\&|LAB|HOSP|DF|DF|20240101120000||ORU^R01^ORU_R01|{cid}|P|2.5.1\r"
+            f"PID|1||{mrn}^^^HOSP&1.2.3&ISO^MR||Doe^Jane||19800101|F\r"
+            f"OBR|1|P{cid}^LAB|F{cid}^LAB|24323-8^Panel^LN|||20240101110000||||||||||||||||F\r"
+            + "".join(f"OBX|{k}|NM|2345-{k}^Analyte {k}^LN||95|mg/dL^mg/dL^UCUM|70-99|N|||F\r"
+                      for k in range(1, results + 1))).encode()
+
+
+def test_a_message_no_worker_finishes_in_time_is_answered_ae_and_kept_for_replay(services, monkeypatch, caplog):
+    """A message that takes a worker longer than MAP_TIMEOUT_S would hold back every message after it: it is
+    answered AE and kept (its worker is killed), the feed goes on, and a replay applies it."""
+    from interfaces import prepare
+
+    p = pipeline_for(services)
+    p.prepare_pool.start()
+    monkeypatch.setattr(prepare, "MAP_TIMEOUT_S", 0.5)  # the 4,000-result ORU takes a worker a few seconds
+    items = [big_oru("t-slow", 4000), oru("t-after-1", mrn="818"), oru("t-after-2", mrn="818")]
+    results = p.ingest_batch([(m, "t", None) for m in items])
+    assert [r.ack_code for r in results] == ["AE", "AA", "AA"]
+    stored = p.store.get(results[0].message_id)
+    assert stored is not None and stored.status == "error"
+    assert "mapping did not finish within 0.5 s" in stored.outcome["error"] and stored.outcome["code"] == "207"
+    assert b"did not finish" in results[0].acks[0] and b"MSA|AE|t-slow" in results[0].acks[0]
+    assert "did not finish a message" in caplog.text
+    assert len(services.client.search("Observation", [("subject:Patient.identifier", "urn:oid:1.2.3|818")])) == 24
+    assert not services.client.search("Observation", [("subject:Patient.identifier", "urn:oid:1.2.3|819")])
+    monkeypatch.setattr(prepare, "MAP_TIMEOUT_S", 60.0)
+    assert p.replay(results[0].message_id).ack_code == "AA"  # after the fix (here: more time)
+    assert p.store.get(results[0].message_id).status == "processed"
+    assert len(services.client.search("Observation", [("subject:Patient.identifier", "urn:oid:1.2.3|819"),
+                                                      ("_count", "1"), ("_total", "accurate")], limit=1)) == 1
+    later = p.ingest_batch([(oru(f"t-later-{i}", mrn="818"), "t", None) for i in range(2)])  # a new worker
+    assert [r.ack_code for r in later] == ["AA", "AA"]
+
+
 def test_workers_that_die_starting_are_not_restarted_for_every_message(caplog):
     from interfaces.prepare import RETRY_S, PreparePool
 
