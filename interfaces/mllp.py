@@ -110,8 +110,9 @@ class MllpServer:
 
         try:
             while True:
-                try:
-                    data = await asyncio.wait_for(reader.read(65536), self.idle_timeout)
+                try:  # asyncio.timeout, not wait_for: that wrapped every read in a task of its own
+                    async with asyncio.timeout(self.idle_timeout):
+                        data = await reader.read(65536)
                 except TimeoutError:
                     self.stats.idle_timeouts += 1
                     break
