@@ -243,8 +243,9 @@ class _Generation:
         the worker is killed (its answers are no longer read) and what was queued behind it fails over to the
         writer."""
         with self.lock:  # the time it has been working on its oldest message, not that message's time in the queue
-            if not w.pending or time.monotonic() - max(w.pending[0][1], w.answered_at) <= MAP_TIMEOUT_S:
-                return False
+            if not w.pending or not w.ready.is_set() \
+                    or time.monotonic() - max(w.pending[0][1], w.answered_at) <= MAP_TIMEOUT_S:
+                return False  # (a worker still starting is not mapping yet)
             future, _sent = w.pending.popleft()
         log.error("HL7v2 prepare worker %s did not finish a message in %g s: killed; the message is answered AE "
                   "and kept for replay", w.process.pid, MAP_TIMEOUT_S)
