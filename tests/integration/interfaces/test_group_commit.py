@@ -11,14 +11,14 @@ from interfaces.mllp import start_pipeline_listener
 from interfaces.service import pipeline_for
 from tests.integration.interfaces.test_through_router import adt, services  # noqa: F401 - fixture
 
-ORU = ("MSH|^~\\&|LAB|HOSP|DF|DF|20240101120000||ORU^R01^ORU_R01|{cid}|P|2.5.1\r"
-       "PID|1||{mrn}^^^HOSP&1.2.3&ISO^MR||Doe^Jane||19800101|F\r"
-       "OBR|1|P{cid}^LAB|F{cid}^LAB|24323-8^Panel^LN|||20240101110000||||||||||||||||F\r"
-       + "".join(f"OBX|{n}|NM|2345-{n}^Analyte {n}^LN||{{v}}|mg/dL^mg/dL^UCUM|70-99|N|||F\r" for n in range(1, 13)))
 
-
-def oru(cid: str, mrn: str = "700", v: str = "95") -> bytes:
-    return ORU.format(cid=cid, mrn=mrn, v=v).encode()
+def oru(cid: str, mrn: str = "700", v: str = "95", results: int = 12) -> bytes:
+    """An ORU^R01 of one order with ``results`` numeric OBX, all valued ``v``."""
+    return (f"MSH|^~\\&|LAB|HOSP|DF|DF|20240101120000||ORU^R01^ORU_R01|{cid}|P|2.5.1\r"
+            f"PID|1||{mrn}^^^HOSP&1.2.3&ISO^MR||Doe^Jane||19800101|F\r"
+            f"OBR|1|P{cid}^LAB|F{cid}^LAB|24323-8^Panel^LN|||20240101110000||||||||||||||||F\r"
+            + "".join(f"OBX|{n}|NM|2345-{n}^Analyte {n}^LN||{v}|mg/dL^mg/dL^UCUM|70-99|N|||F\r"
+                      for n in range(1, results + 1))).encode()
 
 
 def services_metrics(services) -> str:  # noqa: F811

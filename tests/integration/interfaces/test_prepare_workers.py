@@ -108,14 +108,6 @@ def test_a_message_a_worker_cannot_prepare_fails_alone(services):
     assert pool.pids() == pids  # the same workers go on
 
 
-def big_oru(cid: str, results: int, mrn: str = "819") -> bytes:
-    return (f"MSH|^~\\&|LAB|HOSP|DF|DF|20240101120000||ORU^R01^ORU_R01|{cid}|P|2.5.1\r"
-            f"PID|1||{mrn}^^^HOSP&1.2.3&ISO^MR||Doe^Jane||19800101|F\r"
-            f"OBR|1|P{cid}^LAB|F{cid}^LAB|24323-8^Panel^LN|||20240101110000||||||||||||||||F\r"
-            + "".join(f"OBX|{k}|NM|2345-{k}^Analyte {k}^LN||95|mg/dL^mg/dL^UCUM|70-99|N|||F\r"
-                      for k in range(1, results + 1))).encode()
-
-
 def test_a_message_no_worker_finishes_in_time_is_answered_ae_and_kept_for_replay(services, monkeypatch, caplog):
     """A message that takes a worker longer than MAP_TIMEOUT_S would hold back every message after it: it is
     answered AE and kept (its worker is killed), the feed goes on, and a replay applies it."""
@@ -124,7 +116,7 @@ def test_a_message_no_worker_finishes_in_time_is_answered_ae_and_kept_for_replay
     p = pipeline_for(services)
     p.prepare_pool.start()
     monkeypatch.setattr(prepare, "MAP_TIMEOUT_S", 0.5)  # the 4,000-result ORU takes a worker a few seconds
-    items = [big_oru("t-slow", 4000), oru("t-after-1", mrn="818"), oru("t-after-2", mrn="818")]
+    items = [oru("t-slow", mrn="819", results=4000), oru("t-after-1", mrn="818"), oru("t-after-2", mrn="818")]
     results = p.ingest_batch([(m, "t", None) for m in items])
     assert [r.ack_code for r in results] == ["AE", "AA", "AA"]
     stored = p.store.get(results[0].message_id)
