@@ -14,7 +14,7 @@ import click
 
 from interfaces.client import MllpClient, ack_code, iter_files, read_messages
 from interfaces.mllp import DEFAULT_PORT
-from interfaces.store import MAX_ID
+from interfaces.store import MAX_ID, STATUSES
 
 
 def _services() -> Any:
@@ -132,7 +132,8 @@ def load(directory: str) -> None:
 
 @hl7.command()
 @click.option("--id", "ids", multiple=True, type=click.IntRange(1, MAX_ID), help="store id (repeatable)")
-@click.option("--status", type=click.Choice(["received", "error", "rejected", "processed"]))
+# a duplicate is never re-applied: every other status of the store
+@click.option("--status", type=click.Choice([s for s in STATUSES if s != "duplicate"]))
 @click.option("--since", help="received at or after (ISO 8601)")
 @click.option("--until", help="received before (ISO 8601)")
 def replay(ids: tuple[int, ...], status: str | None, since: str | None, until: str | None) -> None:
