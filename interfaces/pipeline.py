@@ -54,6 +54,9 @@ WRITER_IDLE_S = 30.0  # the writer thread leaves after this long without work
 # a quiet feed the worker round trip only adds latency (measured: ACK after ~12 ms instead of ~16-21 ms).
 # Inside a burst the writer is the bottleneck, and mapping there cost 14% of throughput (bench/RESULTS.md).
 QUIET_S = 0.1
+# ... unless it is larger than this: only a worker's mapping has a deadline (prepare.MAP_TIMEOUT_S), and a
+# large message is where one that never finishes would come from (64 KiB: an ORU of ~1,000 results).
+QUIET_MAX_BYTES = 64 * 1024
 
 
 class GroupTx(Protocol):
@@ -175,7 +178,7 @@ class Hl7Pipeline:
         with self._cv:  # a lone message on a quiet feed: mapped by the idle writer itself, no round trip
             quiet = len(pending) == 1 and not self._arrivals and not self._received and (
                 self._waiting or self._writer is None or not self._writer.is_alive()) \
-                and now - self._last_submit > QUIET_S
+                and now - self._last_submit > QUIET_S and len(pending[0].raw) <= QUIET_MAX_BYTES
             self._last_submit = now
         pool = None if quiet else self.prepare_pool
         if pool is not None:  # workers map while the writer stores (the store id is stamped in later)

@@ -183,6 +183,21 @@ def test_a_lone_message_on_a_quiet_feed_skips_the_worker_round_trip(services):
     assert len(services.client.search("Observation", [("subject:Patient.identifier", "urn:oid:1.2.3|815")])) == 48
 
 
+def test_a_large_lone_message_still_goes_to_a_worker_for_its_deadline(services):
+    from interfaces.pipeline import QUIET_MAX_BYTES, QUIET_S
+
+    p = pipeline_for(services)
+    p.prepare_pool.start()
+    big = oru("q-big", mrn="814", results=1200)
+    assert len(big) > QUIET_MAX_BYTES
+    time.sleep(QUIET_S * 2)
+    before = p.stats.prepared
+    assert p.ingest(big, "t").ack_code == "AA"
+    assert p.stats.prepared == before + 1  # mapped by a worker, under MAP_TIMEOUT_S, though the feed was quiet
+    assert len(services.client.search("Observation", [("subject:Patient.identifier", "urn:oid:1.2.3|814"),
+                                                      ("_count", "1"), ("_total", "accurate")], limit=1)) == 1
+
+
 class _Counting:
     """The repository's extractor, counting ``extract`` calls."""
 
