@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from terminology import store
@@ -27,35 +27,53 @@ TX_TYPES = {"CodeSystem", "ValueSet", "ConceptMap"}
 CORE_DATA = Path(__file__).with_name("data") / "r4-core-terminology.ndjson.gz"
 CORE_NAME = "hl7.fhir.r4.core.terminology"
 CORE_VERSION = "4.0.1"
+CORE_PER_COMMIT = 200  # resources per transaction of the background core load (~2,500 in all)
+# A "loading" claim not renewed for this long belongs to a process that died mid-load (each commit of the
+# load renews it): another process takes it over, instead of the core terminology never loading.
+CLAIM_STALE_S = 60.0
 
 
 def load_resources(engine: Engine, resources: Iterable[JsonDict], progress: Progress | None = None,
-                   origin: str | None = None, yield_to_stored: bool = False) -> dict[str, int]:
-    """Store each CodeSystem/ValueSet/ConceptMap; one transaction, supplements after their bases.
+                   origin: str | None = None, yield_to_stored: bool = False, per_commit: int | None = None,
+                   on_commit: Callable[[Connection], None] | None = None) -> dict[str, int]:
+    """Store each CodeSystem/ValueSet/ConceptMap, supplements after their bases; one transaction, or one per
+    ``per_commit`` resources (``on_commit`` runs inside each).
 
     ``yield_to_stored``: keep what a client stored through the FHIR API under the same url and version
     (the bundled core terminology loads in the background and may finish after such a write).
+    ``per_commit`` is for that background load: in one transaction it held SQLite's write lock for the whole
+    load (1-4 s here), so every FHIR write, and the next package's table creation at start-up, waited for it.
     """
     counts = {"CodeSystem": 0, "ValueSet": 0, "ConceptMap": 0, "concepts": 0}
     deferred: list[JsonDict] = []
-    with engine.begin() as conn:
-        keep = _stored_through_api(conn) if yield_to_stored else set()
-        n = 0
+
+    def batches() -> Iterator[list[JsonDict]]:
+        batch: list[JsonDict] = []
         for res in resources:
-            rt = res.get("resourceType")
-            if rt not in TX_TYPES or not res.get("url"):
+            if res.get("resourceType") not in TX_TYPES or not res.get("url"):
                 continue
-            if (rt, res["url"], res.get("version") or "") in keep:
-                continue
-            if rt == "CodeSystem" and res.get("content") == "supplement":
+            if res["resourceType"] == "CodeSystem" and res.get("content") == "supplement":
                 deferred.append(res)
                 continue
-            _load_one(conn, res, counts, origin)
-            n += 1
-            if progress is not None and n % 100 == 0:
-                progress(n, res["url"])
-        for res in deferred:
-            _load_one(conn, res, counts, origin)
+            batch.append(res)
+            if per_commit is not None and len(batch) >= per_commit:
+                yield batch
+                batch = []
+        yield batch + deferred  # every resource has been read by now: the supplements go last
+
+    n = 0
+    for batch in batches():
+        with engine.begin() as conn:
+            keep = _stored_through_api(conn) if yield_to_stored else set()  # again per commit: writes go on
+            for res in batch:
+                if (res["resourceType"], res["url"], res.get("version") or "") in keep:
+                    continue
+                _load_one(conn, res, counts, origin)
+                n += 1
+                if progress is not None and n % 100 == 0:
+                    progress(n, res["url"])
+            if on_commit is not None:
+                on_commit(conn)
     return counts
 
 
@@ -84,8 +102,10 @@ def _count_concepts(items: list[JsonDict]) -> int:
     return sum(1 + _count_concepts(c.get("concept", [])) for c in items)
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+def _now(delta: dt.timedelta | None = None) -> str:
+    """UTC, always in the same ISO form: claims compare their times as text."""
+    now = dt.datetime.now(dt.UTC)
+    return (now + delta if delta is not None else now).isoformat(timespec="seconds")
 
 
 def mark_package(engine: Engine, name: str, version: str, status: str, counts: dict[str, int] | None = None,
@@ -120,18 +140,39 @@ def iter_core_resources(path: Path = CORE_DATA) -> Iterator[JsonDict]:
 
 
 def _claim(engine: Engine, name: str, version: str) -> bool:
-    """Take the right to load a package once across processes (a row in tx_package)."""
+    """Take the right to load a package once across processes (a row in tx_package): a new row, or one whose
+    earlier attempt failed or whose loader died (its claim went stale)."""
     try:
         with engine.begin() as conn:
             conn.execute(insert(package).values(name=name, version=version, status="loading",
                                                 loaded_at=_now(), counts="{}"))
         return True
     except IntegrityError:
-        with engine.begin() as conn:  # a failed earlier attempt may be retried
+        with engine.begin() as conn:
+            died = (package.c.status == "loading") & (package.c.loaded_at < _stale_before())
             res = conn.execute(update(package).where(package.c.name == name, package.c.version == version,
-                                                     package.c.status == "failed")
+                                                     (package.c.status == "failed") | died)
                                .values(status="loading", loaded_at=_now()))
             return bool(res.rowcount)
+
+
+def claim_is_stale(engine: Engine, name: str, version: str) -> bool:
+    """True when a load of the package was claimed and its loader stopped renewing the claim (it died)."""
+    with engine.connect().execution_options(readonly=True) as conn:
+        return conn.execute(select(package.c.name).where(
+            package.c.name == name, package.c.version == version, package.c.status == "loading",
+            package.c.loaded_at < _stale_before())).first() is not None
+
+
+def _stale_before() -> str:
+    return _now(dt.timedelta(seconds=-CLAIM_STALE_S))
+
+
+def _renew_claim(name: str, version: str) -> Callable[[Connection], None]:
+    def renew(conn: Connection) -> None:
+        conn.execute(update(package).where(package.c.name == name, package.c.version == version,
+                                           package.c.status == "loading").values(loaded_at=_now()))
+    return renew
 
 
 def ensure_core(engine: Engine, on_done: Callable[[], None] | None = None, background: bool = True,
@@ -144,7 +185,8 @@ def ensure_core(engine: Engine, on_done: Callable[[], None] | None = None, backg
 
     def run() -> None:
         try:
-            counts = load_resources(engine, iter_core_resources(), yield_to_stored=True)
+            counts = load_resources(engine, iter_core_resources(), yield_to_stored=True,
+                                    per_commit=CORE_PER_COMMIT, on_commit=_renew_claim(CORE_NAME, CORE_VERSION))
             mark_package(engine, CORE_NAME, CORE_VERSION, "loaded", counts)
             log.info("terminology: core R4 terminology loaded: %s", counts)
         except Exception:

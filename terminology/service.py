@@ -228,6 +228,8 @@ class TerminologyService:
             return False
         self._core_checked = now
         if loader.package_status(self.engine, loader.CORE_NAME, loader.CORE_VERSION) == "loading":
+            if loader.claim_is_stale(self.engine, loader.CORE_NAME, loader.CORE_VERSION):
+                self.ensure_core(background=True)  # its loader died mid-load: this process takes over
             return False
         self._core_ready = True
         self.invalidate()
