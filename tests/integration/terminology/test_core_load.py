@@ -59,8 +59,8 @@ def test_writes_go_on_while_the_core_terminology_loads(tmp_path):
     assert svc.in_value_set(GENDER_VS, GENDER, "male") is True
 
 
-def test_a_loader_killed_mid_load_is_taken_over(tmp_path, monkeypatch):
-    url = f"sqlite:///{tmp_path / 'k.db'}"
+def test_a_loader_killed_mid_load_is_taken_over(db_url, monkeypatch):
+    url = db_url
     child = subprocess.Popen([sys.executable, "-c", (
         "import sys, time\n"
         f"sys.path.insert(0, {str(ROOT)!r})\n"
@@ -89,3 +89,4 @@ def test_a_loader_killed_mid_load_is_taken_over(tmp_path, monkeypatch):
     assert status == "loaded" and systems == 1062  # the dead loader's part replaced, not doubled
     assert svc.in_value_set(GENDER_VS, GENDER, "male") is True
     assert svc.in_value_set(GENDER_VS, GENDER, "robot") is False
+    engine.dispose()
