@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from terminology import store
@@ -149,9 +149,8 @@ def _claim(engine: Engine, name: str, version: str) -> bool:
         return True
     except IntegrityError:
         with engine.begin() as conn:
-            died = (package.c.status == "loading") & (package.c.loaded_at < _stale_before())
             res = conn.execute(update(package).where(package.c.name == name, package.c.version == version,
-                                                     (package.c.status == "failed") | died)
+                                                     (package.c.status == "failed") | _loader_died())
                                .values(status="loading", loaded_at=_now()))
             return bool(res.rowcount)
 
@@ -160,12 +159,13 @@ def claim_is_stale(engine: Engine, name: str, version: str) -> bool:
     """True when a load of the package was claimed and its loader stopped renewing the claim (it died)."""
     with engine.connect().execution_options(readonly=True) as conn:
         return conn.execute(select(package.c.name).where(
-            package.c.name == name, package.c.version == version, package.c.status == "loading",
-            package.c.loaded_at < _stale_before())).first() is not None
+            package.c.name == name, package.c.version == version, _loader_died())).first() is not None
 
 
-def _stale_before() -> str:
-    return _now(dt.timedelta(seconds=-CLAIM_STALE_S))
+def _loader_died() -> ColumnElement[bool]:
+    """A "loading" claim its loader has not renewed for CLAIM_STALE_S."""
+    stale_before = _now(dt.timedelta(seconds=-CLAIM_STALE_S))
+    return (package.c.status == "loading") & (package.c.loaded_at < stale_before)
 
 
 def _renew_claim(name: str, version: str) -> Callable[[Connection], None]:

@@ -17,6 +17,7 @@ from terminology import loader
 from terminology.service import TerminologyService
 
 ROOT = Path(__file__).resolve().parents[3]
+CORE_CODE_SYSTEMS = 1062  # in terminology/data/r4-core-terminology.ndjson.gz (docs/terminology.md)
 GENDER_VS, GENDER = "http://hl7.org/fhir/ValueSet/administrative-gender", "http://hl7.org/fhir/administrative-gender"
 
 
@@ -52,10 +53,10 @@ def test_writes_go_on_while_the_core_terminology_loads(tmp_path):
     with engine.begin() as conn:  # BEGIN IMMEDIATE: waits for the load's current commit, not the whole load
         conn.exec_driver_sql("INSERT INTO client_write VALUES (1)")
     status, systems = _core_status(engine)
-    assert status == "loading" and systems < 1062  # the load is not over: the write did not wait for it all
+    assert status == "loading" and systems < CORE_CODE_SYSTEMS  # the load is not over: the write did not wait for it all
     thread.join(120)
     status, systems = _core_status(engine)
-    assert status == "loaded" and systems == 1062
+    assert status == "loaded" and systems == CORE_CODE_SYSTEMS
     assert svc.in_value_set(GENDER_VS, GENDER, "male") is True
 
 
@@ -75,7 +76,7 @@ def test_a_loader_killed_mid_load_is_taken_over(db_url, monkeypatch):
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
     status, partial = _core_status(engine)
-    assert status == "loading" and 0 < partial < 1062
+    assert status == "loading" and 0 < partial < CORE_CODE_SYSTEMS
     svc = TerminologyService(engine)
     assert svc.ensure_core() is None  # a fresh claim: its loader may well be alive
     assert svc.in_value_set(GENDER_VS, GENDER, "male") is None  # lenient while "loading"
@@ -86,7 +87,7 @@ def test_a_loader_killed_mid_load_is_taken_over(db_url, monkeypatch):
     while not svc.core_ready() and time.monotonic() < deadline:  # noticing the stale claim, it loads
         time.sleep(0.2)
     status, systems = _core_status(engine)
-    assert status == "loaded" and systems == 1062  # the dead loader's part replaced, not doubled
+    assert status == "loaded" and systems == CORE_CODE_SYSTEMS  # the dead loader's part replaced, not doubled
     assert svc.in_value_set(GENDER_VS, GENDER, "male") is True
     assert svc.in_value_set(GENDER_VS, GENDER, "robot") is False
     engine.dispose()
