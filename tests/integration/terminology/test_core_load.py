@@ -83,6 +83,11 @@ def test_a_loader_killed_mid_load_is_taken_over(db_url, monkeypatch):
     monkeypatch.setattr(loader, "CLAIM_STALE_S", 1.0)
     time.sleep(2.2)  # the dead loader's claim goes stale (times are kept to the second)
     assert loader.claim_is_stale(engine, loader.CORE_NAME, loader.CORE_VERSION)
+    assert not svc.core_ready()  # noticing the stale claim, it takes it over and loads
+    assert not loader.claim_is_stale(engine, loader.CORE_NAME, loader.CORE_VERSION)
+    # the live loader renews its claim once per commit: with a 1 s lease, a slow commit would look like a
+    # death and start a second, concurrent load
+    monkeypatch.setattr(loader, "CLAIM_STALE_S", 60.0)
     deadline = time.monotonic() + 120
     while not svc.core_ready() and time.monotonic() < deadline:  # noticing the stale claim, it loads
         time.sleep(0.2)
