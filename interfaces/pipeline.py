@@ -41,7 +41,7 @@ from interfaces.ack import (
 from interfaces.er7 import Encoding, Er7Error, Er7Message
 from interfaces.mapping.builder import MESSAGE_ID_SYSTEM, PENDING_STORE_ID, stamp_store_id
 from interfaces.parsing import SUPPORTED_VERSIONS, Header, parse
-from interfaces.prepare import Mapped, PreparePool, PrepareTimeout, loads_mapped, map_message
+from interfaces.prepare import Mapped, MessageGivenUp, PreparePool, loads_mapped, map_message
 from interfaces.store import MessageStore
 
 log = logging.getLogger(__name__)
@@ -529,9 +529,9 @@ class Hl7Pipeline:
             return None
         try:
             mapped = loads_mapped(p.prepared.result())
-        except PrepareTimeout as exc:  # mapped here, it would hold back the feed just the same: AE, kept for replay
+        except MessageGivenUp as exc:  # mapped here, it would do the same harm: AE, kept for replay
             return Mapped(error=str(exc), error_code=ERR_INTERNAL)
-        except Exception:  # noqa: BLE001 - a worker died (or the pool broke): the writer maps it itself
+        except Exception:  # noqa: BLE001 - its worker died with it queued, or the pool broke: mapped here
             log.exception("HL7v2 prepare worker failed; mapping in the writer's thread")
             return None
         i = stamp_store_id(mapped.bundle, p.msg_id) if mapped.bundle is not None else None

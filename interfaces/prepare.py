@@ -157,13 +157,29 @@ def _serve(requests: Connection, results: Connection, registrations: list[dict[s
 
 
 # ---------------------------------------------------------------- in the server
+def _exit_code(process: BaseProcess) -> int | None:
+    """A dead worker's exit code (-9: killed), once the OS has it (its pipe closes first)."""
+    process.join(1.0)
+    return process.exitcode
+
+
 class PrepareWorkerError(RuntimeError):
     """A worker could not prepare a message (or died with it): the pipeline maps that one itself."""
 
 
-class PrepareTimeout(PrepareWorkerError):
-    """A worker did not finish a message within ``MAP_TIMEOUT_S``: the pipeline answers it AE (and does not try
-    it again in its own thread, where it would hold back the feed the same way)."""
+class MessageGivenUp(PrepareWorkerError):
+    """A message the workers gave up: the pipeline answers it AE and keeps it for replay, and does not map it
+    in its own thread, where it would do the same harm (hold back the feed, or take the server down)."""
+
+
+class PrepareTimeout(MessageGivenUp):
+    """A worker did not finish a message within ``MAP_TIMEOUT_S``."""
+
+
+class WorkerDiedMapping(MessageGivenUp):
+    """A worker died while it mapped this message. Mapped again in the server's own process, a message that
+    kills its mapper (a crash in a native library, the memory it takes) would kill the server, and again at
+    every restart that retries it."""
 
 
 @dataclass
@@ -221,7 +237,7 @@ class _Generation:
                     data = w.results.recv_bytes()
                 except (EOFError, OSError):
                     del by_conn[w.results]
-                    self._lost(w)
+                    self._lost(w, died=True)
                     continue
                 if data == _READY:
                     w.answered_at = time.monotonic()  # what was sent while it started waits from now
@@ -254,11 +270,18 @@ class _Generation:
         self._lost(w)
         return True
 
-    def _lost(self, w: _Worker) -> None:
+    def _lost(self, w: _Worker, died: bool = False) -> None:
+        """Fail what ``w`` held: the message it was mapping when it ``died`` is given up (WorkerDiedMapping),
+        what was queued behind it fails over to the writer."""
         with self.lock:
             self.broken = True  # the next submit starts a new generation (this one may be closing anyway)
             lost, w.pending = [f for f, _sent in w.pending], deque()
         w.results.close()
+        if died and lost and w.ready.is_set():  # (a worker that died starting was mapping nothing)
+            log.error("HL7v2 prepare worker %s died while mapping a message: the message is answered AE and kept "
+                      "for replay (exit code %s)", w.process.pid, _exit_code(w.process))
+            lost.pop(0).set_exception(WorkerDiedMapping(
+                f"the mapping worker died while mapping this message (exit code {_exit_code(w.process)})"))
         for future in lost:
             future.set_exception(PrepareWorkerError(f"prepare worker {w.process.pid} went away"))
 

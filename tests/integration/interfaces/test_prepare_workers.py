@@ -135,6 +135,39 @@ def test_a_message_no_worker_finishes_in_time_is_answered_ae_and_kept_for_replay
     assert [r.ack_code for r in later] == ["AA", "AA"]
 
 
+def test_a_message_whose_worker_dies_mapping_it_is_answered_ae_and_kept_for_replay(services, caplog):
+    """A message that kills its worker (a native crash, the kernel's OOM killer) is not mapped again in the
+    server's own process, where it could kill the server, and again at every restart: answered AE and kept.
+    What was queued behind it on that worker is mapped by the writer."""
+    import threading
+
+    p = pipeline_for(services)
+    p.prepare_pool.start()
+    items = [oru("d-big", mrn="821", results=4000), oru("d-after-1", mrn="820"), oru("d-after-2", mrn="820")]
+    results: list[Any] = []
+    feed = threading.Thread(target=lambda: results.extend(p.ingest_batch([(m, "t", None) for m in items])))
+    feed.start()
+    # the 4,000-result ORU takes a worker seconds: kill the worker that holds it while it maps it
+    gen = p.prepare_pool._generation  # (internal: which worker holds which message)
+    assert gen is not None
+    deadline = time.monotonic() + 30
+    while not any(len(w.pending) for w in gen.workers) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    busy = max(gen.workers, key=lambda w: len(w.pending))
+    time.sleep(0.3)
+    os.kill(busy.process.pid, signal.SIGKILL)
+    feed.join(120)
+    assert [r.ack_code for r in results] == ["AE", "AA", "AA"]
+    stored = p.store.get(results[0].message_id)
+    assert stored is not None and stored.status == "error" and stored.outcome["code"] == "207"
+    assert "worker died while mapping this message (exit code -9)" in stored.outcome["error"]
+    assert b"MSA|AE|d-big" in results[0].acks[0]
+    assert "died while mapping a message" in caplog.text
+    assert len(services.client.search("Observation", [("subject:Patient.identifier", "urn:oid:1.2.3|820")])) == 24
+    assert p.replay(results[0].message_id).ack_code == "AA"  # what killed it is gone (here: the kill itself)
+    assert p.store.get(results[0].message_id).status == "processed"
+
+
 def test_workers_that_die_starting_are_not_restarted_for_every_message(caplog):
     from interfaces.prepare import RETRY_S, PreparePool
 
