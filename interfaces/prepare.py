@@ -178,8 +178,8 @@ class PrepareTimeout(MessageGivenUp):
 
 class WorkerDiedMapping(MessageGivenUp):
     """A worker died while it mapped this message. Mapped again in the server's own process, a message that
-    kills its mapper (a crash in a native library, the memory it takes) would kill the server, and again at
-    every restart that retries it."""
+    kills its mapper (a crash in a native library, the memory it takes) would kill the server, and again each
+    time the unacknowledged sender retransmits it."""
 
 
 @dataclass
