@@ -12,7 +12,9 @@ import math
 import re
 from typing import Any
 
-from interfaces.er7 import Field
+from fhir_server.validation.primitives import check_primitive
+from interfaces.er7 import Field, Segment
+from interfaces.mapping.builder import MappingError
 from interfaces.mapping.codes import code_of, coding_of, id_system, system_uri
 
 JsonDict = dict[str, Any]
@@ -20,8 +22,10 @@ JsonDict = dict[str, Any]
 _TS = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\.\d{1,4})?([+-]\d{4})?$")
 
 
-def dtm(value: str, *, date_only: bool = False) -> str | None:
-    """DTM/TS -> FHIR date/dateTime, keeping the sender's precision; None when not a v2 timestamp."""
+def dtm(value: str, *, date_only: bool = False, instant: bool = False) -> str | None:
+    """DTM/TS -> FHIR date/dateTime, keeping the sender's precision; None when not a v2 timestamp (a month
+    13, a 30 February, an hour 24 and an offset beyond ±14:00 included: FHIR could not store them).
+    ``instant``: for a FHIR ``instant``, which needs a time: None for a date without one."""
     v = value.strip().replace(" ", "")
     if not v:
         return None
@@ -29,13 +33,32 @@ def dtm(value: str, *, date_only: bool = False) -> str | None:
     if not m:
         return None
     y, mo, d, h, mi, s, frac, tz = m.groups()
-    if date_only or h is None:
-        return "-".join(p for p in (y, mo, d) if p)
-    if mo is None or d is None:
-        return "-".join(p for p in (y, mo, d) if p)
-    out = f"{y}-{mo}-{d}T{h}:{mi or '00'}:{s or '00'}{frac or ''}"
-    # FHIR needs an offset once a time is present; a v2 time without one is read as UTC (documented).
-    return out + (f"{tz[:3]}:{tz[3:]}" if tz else "+00:00")
+    if date_only or h is None or mo is None or d is None:
+        if instant:
+            return None
+        out = "-".join(p for p in (y, mo, d) if p)
+    else:
+        # FHIR needs an offset once a time is present; a v2 time without one is read as UTC (documented).
+        out = f"{y}-{mo}-{d}T{h}:{mi or '00'}:{s or '00'}{frac or ''}" + (f"{tz[:3]}:{tz[3:]}" if tz else "+00:00")
+    return out if check_primitive("dateTime", out) is None else None
+
+
+def field_dtm(seg: Segment, idx: int, *, date_only: bool = False, instant: bool = False) -> str | None:
+    """A timestamp field (``seg``-``idx``) as ``dtm`` gives it; a value that is not a timestamp is an error
+    naming the field (AE, ERR-3 102), not dropped in silence. (A valid date where an ``instant`` wants a time
+    is left out: the value is good v2, only less precise.)"""
+    value = seg.get(idx)
+    if not value:
+        return None
+    if dtm(value, date_only=date_only) is None:
+        where = seg.get(1) if seg.name in _SET_ID_SEGMENTS and seg.get(1).isdigit() else "1"
+        raise MappingError(f"{seg.name}-{idx} {value!r} is not a valid date/time", f"{seg.name}^{where}^{idx}",
+                           ("102", "Data type error"))
+    return dtm(value, date_only=date_only, instant=instant)
+
+
+# Segments whose first field is a Set ID (ERR-2's segment sequence for them; 1 for the others)
+_SET_ID_SEGMENTS = frozenset({"PID", "PV1", "OBX", "OBR", "DG1", "AL1", "PR1", "TXA", "AIS", "IN1", "NK1"})
 
 
 def hd_system(hd: Field) -> str | None:

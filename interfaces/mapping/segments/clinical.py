@@ -13,7 +13,7 @@ from typing import Any
 from interfaces.er7 import Segment
 from interfaces.mapping.builder import BundleBuilder
 from interfaces.mapping.codes import code_of, coding_of
-from interfaces.mapping.datatypes import cwe, dtm, ei
+from interfaces.mapping.datatypes import cwe, ei, field_dtm
 
 JsonDict = dict[str, Any]
 DERIVED = "urn:digitalfront:hl7v2:derived:"
@@ -64,7 +64,7 @@ def map_dg1(
     }
     if encounter_ref:
         cond["encounter"] = {"reference": encounter_ref}
-    onset = dtm(dg1.get(5))
+    onset = field_dtm(dg1, 5)
     if onset:
         cond["onsetDateTime"] = onset
     key = ei(dg1.field_value(20)) if dg1.field_value(20) else None
@@ -115,7 +115,7 @@ def map_al1(al1: Segment, b: BundleBuilder, patient_ref: str, patient_key: JsonD
     crit = code_of("AllergySeverity[AllergyIntolerance.criticality]", al1.get(4))
     if crit:
         allergy["criticality"] = crit
-    onset = dtm(al1.get(6))
+    onset = field_dtm(al1, 6)
     if onset:
         allergy["onsetDateTime"] = onset
     key = _derived_key("allergy", patient_key, code)
@@ -139,7 +139,7 @@ def map_pr1(
     }
     if encounter_ref:
         proc["encounter"] = {"reference": encounter_ref}
-    performed = dtm(pr1.get(5))
+    performed = field_dtm(pr1, 5)
     if performed:
         proc["performedDateTime"] = performed
     key = ei(pr1.field_value(19)) if pr1.field_value(19) else None

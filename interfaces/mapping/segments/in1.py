@@ -7,7 +7,7 @@ from typing import Any
 from interfaces.er7 import Segment
 from interfaces.mapping.builder import BundleBuilder
 from interfaces.mapping.codes import coding_of, id_system
-from interfaces.mapping.datatypes import cwe, cx, dtm
+from interfaces.mapping.datatypes import cwe, cx, field_dtm
 
 JsonDict = dict[str, Any]
 
@@ -21,9 +21,8 @@ def map_in1(in1: Segment, b: BundleBuilder, patient_ref: str, patient_key: JsonD
     payor_name = in1.get(4)
     payor_id = in1.get(3)
     cov["payor"] = [{"display": payor_name or payor_id or "unknown payor"}]
-    period = {
-        k: v for k, v in (("start", dtm(in1.get(12), date_only=True)), ("end", dtm(in1.get(13), date_only=True))) if v
-    }
+    period = {k: v for k, v in (("start", field_dtm(in1, 12, date_only=True)),
+                                ("end", field_dtm(in1, 13, date_only=True))) if v}
     if period:
         cov["period"] = period
     plan_type = cwe(in1.field_value(15), table="HL70086")

@@ -8,11 +8,13 @@ from typing import Any
 from interfaces.er7 import Segment
 from interfaces.mapping.builder import BundleBuilder, MappingError
 from interfaces.mapping.codes import code_of, coding_of
-from interfaces.mapping.datatypes import cwe, dtm, quantity, reference_range, structured_numeric
+from interfaces.mapping.datatypes import cwe, dtm, field_dtm, quantity, reference_range, structured_numeric
 from interfaces.mapping.segments.pv1 import practitioner_ref
 
 JsonDict = dict[str, Any]
 OBX_SYSTEM = "urn:digitalfront:hl7v2:obx:"
+# OBX-19 (Date/Time of the Analysis), as the IG maps it
+ANALYSIS_DATE_TIME = "http://hl7.org/fhir/StructureDefinition/observation-analysis-date-time"
 
 
 def observation_value(obx: Segment) -> tuple[str, Any] | None:
@@ -86,12 +88,12 @@ def build_observation(obx: Segment, b: BundleBuilder, patient_ref: str | None, e
     flags = [c for c in (coding_of("InterpretationCodes", f.c(1)) for f in obx.fields_of(8)) if c]
     if flags:
         obs["interpretation"] = [{"coding": [c]} for c in flags]
-    effective = dtm(obx.get(14))
+    effective = field_dtm(obx, 14)
     if effective:
         obs["effectiveDateTime"] = effective
-    issued = dtm(obx.get(19))
-    if issued:
-        obs["issued"] = issued
+    analysed = field_dtm(obx, 19)
+    if analysed:  # the IG's OBX map: an extension, not Observation.issued (an instant: OBX-19 may be a date)
+        obs.setdefault("extension", []).append({"url": ANALYSIS_DATE_TIME, "valueDateTime": analysed})
     performers = [r for r in (practitioner_ref(f, b) for f in obx.fields_of(16)) if r]
     if performers:
         obs["performer"] = performers

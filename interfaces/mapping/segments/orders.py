@@ -8,7 +8,7 @@ from typing import Any
 from interfaces.er7 import Segment
 from interfaces.mapping.builder import BundleBuilder
 from interfaces.mapping.codes import code_of, id_system
-from interfaces.mapping.datatypes import cwe, dtm, ei
+from interfaces.mapping.datatypes import cwe, ei, field_dtm
 from interfaces.mapping.segments.pv1 import practitioner_ref
 
 JsonDict = dict[str, Any]
@@ -66,7 +66,7 @@ def map_service_request(
     sr["code"] = code or {"text": "unspecified order"}
     if encounter_ref:
         sr["encounter"] = {"reference": encounter_ref}
-    authored = dtm(orc.get(9)) if orc is not None else None
+    authored = field_dtm(orc, 9) if orc is not None else None
     if authored:
         sr["authoredOn"] = authored
     requester_field = (orc.field_value(12) if orc is not None else None) or (
@@ -106,10 +106,12 @@ def map_diagnostic_report(
         dr["subject"] = {"reference": patient_ref}
     if encounter_ref:
         dr["encounter"] = {"reference": encounter_ref}
-    effective = dtm(obr.get(7))
-    if effective:
+    effective, effective_end = field_dtm(obr, 7), field_dtm(obr, 8)
+    if effective_end:  # the IG's OBR map: a period when OBR-8 is valued
+        dr["effectivePeriod"] = {k: v for k, v in (("start", effective), ("end", effective_end)) if v}
+    elif effective:
         dr["effectiveDateTime"] = effective
-    issued = dtm(obr.get(22))
+    issued = field_dtm(obr, 22, instant=True)
     if issued:
         dr["issued"] = issued
     if results:

@@ -7,7 +7,7 @@ from typing import Any
 from interfaces.er7 import Segment
 from interfaces.mapping.builder import BundleBuilder, MappingError
 from interfaces.mapping.codes import code_of, coding_of, id_system
-from interfaces.mapping.datatypes import cwe, cx, dtm, xad, xpn, xtn
+from interfaces.mapping.datatypes import cwe, cx, dtm, field_dtm, xad, xpn, xtn
 
 JsonDict = dict[str, Any]
 US_CORE = "http://hl7.org/fhir/us/core/StructureDefinition/"
@@ -57,10 +57,8 @@ def map_pid(pid: Segment, b: BundleBuilder, *, mode: str = "update") -> tuple[st
     if gender:
         patient["gender"] = gender
     born = pid.get(7)
-    if born:
-        date = dtm(born, date_only=True)
-        if date is None:
-            raise MappingError(f"PID-7 {born!r} is not a valid date/time", "PID^1^7", ("102", "Data type error"))
+    date = field_dtm(pid, 7, date_only=True)
+    if date:
         patient["birthDate"] = date
         if len(born) > 8:
             birth_time = {
@@ -105,7 +103,7 @@ def map_pid(pid: Segment, b: BundleBuilder, *, mode: str = "update") -> tuple[st
         )
     elif pid.get(24) == "N":
         patient["multipleBirthBoolean"] = False
-    death = dtm(pid.get(29))
+    death = field_dtm(pid, 29)
     if death:
         patient["deceasedDateTime"] = death
     elif pid.get(30) in ("Y", "N"):

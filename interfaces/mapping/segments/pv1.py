@@ -7,7 +7,7 @@ from typing import Any
 from interfaces.er7 import Field, Segment
 from interfaces.mapping.builder import BundleBuilder
 from interfaces.mapping.codes import code_of, coding_of, id_system
-from interfaces.mapping.datatypes import cwe, cx, dtm, practitioner, xcn_identifier, xcn_name
+from interfaces.mapping.datatypes import cwe, cx, field_dtm, practitioner, xcn_identifier, xcn_name
 
 JsonDict = dict[str, Any]
 
@@ -99,7 +99,7 @@ def map_pv1(pv1: Segment, pv2: Segment | None, b: BundleBuilder, patient_ref: st
     service = cwe(pv1.field_value(10), table="HL70069")
     if service:
         enc["serviceType"] = service
-    period = {k: v for k, v in (("start", dtm(pv1.get(44))), ("end", dtm(pv1.get(45)))) if v}
+    period = {k: v for k, v in (("start", field_dtm(pv1, 44)), ("end", field_dtm(pv1, 45))) if v}
     if period:
         enc["period"] = period
     hosp: JsonDict = {}

@@ -7,7 +7,7 @@ from typing import Any
 from interfaces.er7 import Segment
 from interfaces.mapping.builder import BundleBuilder, MappingError
 from interfaces.mapping.codes import code_of
-from interfaces.mapping.datatypes import cwe, dtm, ei, quantity
+from interfaces.mapping.datatypes import cwe, ei, field_dtm, quantity
 from interfaces.mapping.segments.clinical import DERIVED, _derived_key
 from interfaces.mapping.segments.pv1 import practitioner_ref
 
@@ -25,7 +25,7 @@ def map_rxa(
     vaccine = cwe(rxa.field_value(5))
     if vaccine is None:
         raise MappingError("RXA-5 (administered code) is required", "RXA^1^5")
-    occurrence = dtm(rxa.get(3))
+    occurrence = field_dtm(rxa, 3)
     if occurrence is None:
         raise MappingError("RXA-3 (start of administration) is required", "RXA^1^3")
     status = code_of("CompletionStatus", rxa.get(20)) or "completed"
@@ -44,7 +44,7 @@ def map_rxa(
             imm["doseQuantity"] = dose
     if rxa.get(15):
         imm["lotNumber"] = rxa.get(15)
-    expiry = dtm(rxa.get(16), date_only=True)
+    expiry = field_dtm(rxa, 16, date_only=True)
     if expiry:
         imm["expirationDate"] = expiry
     if rxa.field_value(17) is not None and (rxa.get(17, 2) or rxa.get(17, 1)):

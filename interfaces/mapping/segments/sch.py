@@ -24,11 +24,11 @@ def map_sch(msg: Er7Message, sch: Segment, b: BundleBuilder, patient_ref: str | 
         status = "cancelled"
     appt: JsonDict = {"resourceType": "Appointment", "status": status, "identifier": idents}
     timing = sch.field_value(11)
-    start = dtm(timing.c(4)) if timing else None
-    end = dtm(timing.c(5)) if timing else None
+    start = _instant(timing.c(4), "SCH^1^11") if timing else None
+    end = _instant(timing.c(5), "SCH^1^11") if timing else None
     ais = msg.first("AIS")
     if not start and ais is not None:
-        start = dtm(ais.get(4))
+        start = _instant(ais.get(4), "AIS^1^4")
     if start:
         appt["start"] = start
     if end:
@@ -65,3 +65,16 @@ def map_sch(msg: Er7Message, sch: Segment, b: BundleBuilder, patient_ref: str | 
             participants.append({"actor": {"display": display}, "status": "accepted"})
     appt["participant"] = participants or [{"status": "needs-action", "actor": {"display": "unassigned"}}]
     return b.add(appt, key=idents[0])
+
+
+def _instant(value: str, location: str) -> str | None:
+    """Appointment.start/end: instants. A date without a time is an error here, not left out: a booked
+    appointment must have both (FHIR app-3), and a date alone does not say when to come."""
+    if not value:
+        return None
+    out = dtm(value, instant=True)
+    if out is None:
+        problem = "has no time" if dtm(value) is not None else "is not a valid date/time"
+        raise MappingError(f"{location.replace('^1^', '-')} {value!r} {problem} (Appointment start/end are instants)",
+                           location, ("102", "Data type error"))
+    return out

@@ -13,7 +13,7 @@ from typing import Any
 from interfaces.er7 import Segment
 from interfaces.mapping.builder import BundleBuilder
 from interfaces.mapping.codes import id_system
-from interfaces.mapping.datatypes import cwe, dtm, ei
+from interfaces.mapping.datatypes import cwe, ei, field_dtm
 from interfaces.mapping.segments.pv1 import practitioner_ref
 
 JsonDict = dict[str, Any]
@@ -61,7 +61,7 @@ def map_txa(
             doc["type"] = dtype
         if txa.get(17) in DOC_STATUS:
             doc["docStatus"] = DOC_STATUS[txa.get(17)]
-        when = dtm(txa.get(6)) or dtm(txa.get(4))
+        when = field_dtm(txa, 6, instant=True) or field_dtm(txa, 4, instant=True)  # DocumentReference.date: an instant
         if when:
             doc["date"] = when
         authors = [r for r in (practitioner_ref(f, b) for f in txa.fields_of(9) + txa.fields_of(5)) if r]

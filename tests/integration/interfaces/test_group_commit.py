@@ -35,15 +35,18 @@ def test_bad_message_in_a_group_does_not_affect_the_others(services):  # noqa: F
     p = pipeline_for(services)
     assert p.group is not None
     bad = adt("A01", "g-bad", mrn="901").replace(b"|19800101|", b"|1980-01-01|")  # AE: PID-7 unparsable
-    # rejected by the FHIR core inside the group (OBR-7 month 13 maps to a dateTime the validator refuses)
-    fhir_bad = oru("g-fbad", mrn="902").replace(b"|20240101110000|", b"|20241399110000|")
+    # rejected by the FHIR core inside the group, after the Patient entry: the performer's assigning authority
+    # (OBX-16.9) is an OID with a space, which the mapper passes on and the core refuses as a uri
+    fhir_bad = oru("g-fbad", mrn="902").replace(b"|N|||F\r", b"|N|||F|||||123^Who^Doc^^^^^^HOSP&1.2 3&ISO\r", 1)
     items = [adt("A01", "g-1", mrn="900"), bad, fhir_bad, oru("g-2", mrn="900"), b"garbage", adt("A08", "g-3", mrn="900")]
     results = p.ingest_batch([(m, "t", None) for m in items])
     codes = [r.ack_code for r in results]
     assert codes == ["AA", "AE", "AE", "AA", "AR", "AA"]
     statuses = [p.store.get(r.message_id).status for r in results]
     assert statuses == ["processed", "error", "error", "processed", "rejected", "processed"]
-    assert p.store.get(results[2].message_id).outcome["status"] == 400  # the core's OperationOutcome is kept
+    fhir_outcome = p.store.get(results[2].message_id).outcome
+    assert fhir_outcome["status"] == 400  # the core's OperationOutcome is kept
+    assert "Bundle.entry[1]: Not a valid uri format: 'urn:oid:1.2 3'" in fhir_outcome["error"]
     assert count(services, "Patient", [("identifier", "urn:oid:1.2.3|900")]) == 1
     assert count(services, "Patient", [("identifier", "urn:oid:1.2.3|901")]) == 0
     assert count(services, "Observation", [("subject:Patient.identifier", "urn:oid:1.2.3|900")]) == 12
