@@ -170,3 +170,9 @@ def split_unescaped_keep(value: str, sep: str) -> list[str]:
 
 def unescape(value: str) -> str:
     return "".join(escape_split(value, "\x00"))
+
+
+def escape(value: str) -> str:
+    """A literal value inside a search parameter (the inverse of ``unescape``): without it a ``,`` in an
+    identifier is an OR, and a ``|`` splits system from code."""
+    return value.replace("\\", "\\\\").replace(",", "\\,").replace("|", "\\|").replace("$", "\\$")

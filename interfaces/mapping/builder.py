@@ -14,11 +14,13 @@ transaction processor.  One Provenance per message targets every entry.
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from fhir_server.search.values import escape
 from interfaces.parsing import Header
 
 JsonDict = dict[str, Any]
@@ -39,14 +41,20 @@ class MappingError(Exception):
 
 def derived_id(resource_type: str, ident: JsonDict) -> str:
     """A stable FHIR id (``[A-Za-z0-9-.]{1,64}``) for a business identifier: same key, same resource."""
-    basis = f"{resource_type}|{ident.get('system', '')}|{ident['value']}"
+    system, value = str(ident.get("system", "")), str(ident["value"])
+    basis = f"{resource_type}|{system}|{value}"
+    if "|" in system or "|" in value:  # ("a", "b|c") and ("a|b", "c") must not share a record; the plain
+        basis = json.dumps([resource_type, system, value])  # basis stays as it was for every other id
     return "v2-" + hashlib.sha256(basis.encode()).hexdigest()[:40]
 
 
 def identifier_query(ident: JsonDict) -> str:
+    """``identifier=system|value`` for a conditional write, with FHIR's search escapes: a ``,`` or ``|`` in a v2
+    identifier (``\\F\\`` unescapes to ``|``) must not turn the lookup into an OR that can match another
+    patient's record."""
     system = ident.get("system")
-    value = str(ident["value"])
-    token = f"{system}|{value}" if system else value
+    value = escape(str(ident["value"]))
+    token = f"{escape(system)}|{value}" if system else value
     return "identifier=" + quote(token, safe="|:/.")
 
 
@@ -55,14 +63,14 @@ class BundleBuilder:
     header: Header
     message_ref: str = ""  # "hl7v2-message/<store id>" when known
     entries: list[JsonDict] = field(default_factory=list)
-    _by_key: dict[str, str] = field(default_factory=dict)
+    _by_key: dict[tuple[str, str, str], str] = field(default_factory=dict)
     patient_key: str = ""
 
     def add(self, resource: JsonDict, *, key: JsonDict | None = None, mode: str = "update") -> str:
         """Add ``resource`` and return its urn:uuid reference; the same key twice reuses the first entry."""
         rtype = resource["resourceType"]
         if key is not None:
-            dedup = f"{rtype}|{key.get('system', '')}|{key['value']}"
+            dedup = (rtype, str(key.get("system", "")), str(key["value"]))
             if dedup in self._by_key:
                 return self._by_key[dedup]
         full_url = f"urn:uuid:{uuid.uuid4()}"
@@ -78,7 +86,7 @@ class BundleBuilder:
             request = {"method": "PUT", "url": f"{rtype}?{identifier_query(key)}"}
         self.entries.append({"fullUrl": full_url, "resource": resource, "request": request})
         if key is not None:
-            self._by_key[f"{rtype}|{key.get('system', '')}|{key['value']}"] = full_url
+            self._by_key[(rtype, str(key.get("system", "")), str(key["value"]))] = full_url
         return full_url
 
     def find(self, resource_type: str) -> list[JsonDict]:
