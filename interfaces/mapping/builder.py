@@ -48,14 +48,15 @@ def derived_id(resource_type: str, ident: JsonDict) -> str:
     return "v2-" + hashlib.sha256(basis.encode()).hexdigest()[:40]
 
 
-def identifier_query(ident: JsonDict) -> str:
+def identifier_query(ident: JsonDict, *also: JsonDict) -> str:
     """``identifier=system|value`` for a conditional write, with FHIR's search escapes: a ``,`` or ``|`` in a v2
     identifier (``\\F\\`` unescapes to ``|``) must not turn the lookup into an OR that can match another
-    patient's record."""
-    system = ident.get("system")
-    value = escape(str(ident["value"]))
-    token = f"{escape(system)}|{value}" if system else value
-    return "identifier=" + quote(token, safe="|:/.")
+    patient's record. ``also``: more identifiers of the same record, any of which may match (a real OR)."""
+    tokens = []
+    for i in (ident, *also):
+        system, value = i.get("system"), escape(str(i["value"]))
+        tokens.append(f"{escape(system)}|{value}" if system else value)
+    return "identifier=" + quote(",".join(tokens), safe="|:/.")
 
 
 @dataclass
@@ -66,8 +67,10 @@ class BundleBuilder:
     _by_key: dict[tuple[str, str, str], str] = field(default_factory=dict)
     patient_key: str = ""
 
-    def add(self, resource: JsonDict, *, key: JsonDict | None = None, mode: str = "update") -> str:
-        """Add ``resource`` and return its urn:uuid reference; the same key twice reuses the first entry."""
+    def add(self, resource: JsonDict, *, key: JsonDict | None = None, mode: str = "update",
+            also: tuple[JsonDict, ...] = ()) -> str:
+        """Add ``resource`` and return its urn:uuid reference; the same key twice reuses the first entry.
+        ``also``: other identifiers of the record the conditional lookup accepts instead of ``key``."""
         rtype = resource["resourceType"]
         if key is not None:
             dedup = (rtype, str(key.get("system", "")), str(key["value"]))
@@ -81,9 +84,9 @@ class BundleBuilder:
             resource["id"] = derived_id(rtype, key)
             request = {"method": "PUT", "url": f"{rtype}/{resource['id']}"}
         elif mode == "create":
-            request = {"method": "POST", "url": rtype, "ifNoneExist": identifier_query(key)}
+            request = {"method": "POST", "url": rtype, "ifNoneExist": identifier_query(key, *also)}
         else:
-            request = {"method": "PUT", "url": f"{rtype}?{identifier_query(key)}"}
+            request = {"method": "PUT", "url": f"{rtype}?{identifier_query(key, *also)}"}
         self.entries.append({"fullUrl": full_url, "resource": resource, "request": request})
         if key is not None:
             self._by_key[(rtype, str(key.get("system", "")), str(key["value"]))] = full_url

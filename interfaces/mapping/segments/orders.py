@@ -48,7 +48,8 @@ def map_service_request(
     notes: list[str] | None = None,
 ) -> str | None:
     idents = order_identifiers(orc, obr, id_system(b.header.sending_application or "orders"))
-    key = pick(idents, "PLAC") or pick(idents, "FILL")
+    placer, filler = pick(idents, "PLAC"), pick(idents, "FILL")
+    key = placer or filler
     if key is None:
         return None
     control = orc.get(1) if orc is not None else "NW"
@@ -81,7 +82,9 @@ def map_service_request(
         sr["priority"] = "stat" if priority == "S" else "asap"
     if notes:
         sr["note"] = [{"text": t} for t in notes]
-    return b.add(sr, key=key)
+    # placer or filler: an order first seen with one number (a lab's reflex order: filler only) and later
+    # with both is one ServiceRequest, not two; both matching different records is a conflict (AE, kept)
+    return b.add(sr, key=key, also=(filler,) if placer is not None and filler is not None else ())
 
 
 def map_diagnostic_report(

@@ -53,3 +53,29 @@ def test_derived_ids_of_different_identifiers_differ_and_plain_ones_are_unchange
     plain = {"system": "urn:oid:1.2.3", "value": "F123"}
     assert derived_id("ServiceRequest", plain) == \
         "v2-" + hashlib.sha256(b"ServiceRequest|urn:oid:1.2.3|F123").hexdigest()[:40]
+
+
+def orm(cid: str, placer: str, filler: str, control: str = "NW") -> bytes:
+    return (f"MSH|^~\\&|EHR|HOSP|LAB|LAB|20240101120000||ORM^O01^ORM_O01|{cid}|P|2.5.1\r"
+            "PID|1||740^^^HOSP&1.2.3&ISO^MR||Doe^Jane||19800101|F\r"
+            f"ORC|{control}|{placer}|{filler}||SC\r"
+            f"OBR|1|{placer}|{filler}|24323-8^Panel^LN\r").encode()
+
+
+def test_an_order_first_seen_by_its_filler_number_stays_one_order(services):
+    """A lab's own order (reflex testing: ORC-1 SN) arrives with the filler number only; a later message
+    carries both numbers: still one ServiceRequest, now with both. Numbers of two different orders are a
+    conflict (AE, kept for replay), not a silent pick."""
+    p = pipeline_for(services)
+
+    def orders() -> list[list[str]]:
+        found = services.client.search("ServiceRequest", [("subject:Patient.identifier", "urn:oid:1.2.3|740")])
+        return sorted(sorted(i["value"] for i in sr["identifier"]) for sr in found)
+
+    assert p.ingest(orm("o-1", "", "F100^LAB", control="SN"), "t").ack_code == "AA"
+    assert p.ingest(orm("o-2", "P100^EHR", "F100^LAB"), "t").ack_code == "AA"
+    assert orders() == [["F100", "P100"]]  # was two orders: the placer-keyed lookup missed the filler-only one
+    assert p.ingest(orm("o-3", "P200^EHR", "F200^LAB"), "t").ack_code == "AA"
+    r = p.ingest(orm("o-4", "P100^EHR", "F200^LAB"), "t")
+    assert r.ack_code == "AE" and "matched more than one" in p.store.get(r.message_id).outcome["error"]
+    assert orders() == [["F100", "P100"], ["F200", "P200"]]
