@@ -57,6 +57,20 @@ def field_dtm(seg: Segment, idx: int, *, date_only: bool = False, instant: bool 
     return dtm(value, date_only=date_only, instant=instant)
 
 
+_TM = re.compile(r"^(\d{2})(\d{2})?(\d{2})?(\.\d{1,4})?$")
+
+
+def tm(value: str) -> str | None:
+    """TM -> FHIR time (``hh:mm:ss``); None when not a v2 time, or when it carries an offset (FHIR's time has
+    none: the caller keeps the text rather than drop the offset)."""
+    m = _TM.match(value.strip())
+    if not m:
+        return None
+    h, mi, s, frac = m.groups()
+    out = f"{h}:{mi or '00'}:{s or '00'}{frac or ''}"
+    return out if check_primitive("time", out) is None else None
+
+
 # Segments whose first field is a Set ID (ERR-2's segment sequence for them; 1 for the others)
 _SET_ID_SEGMENTS = frozenset({"PID", "PV1", "OBX", "OBR", "DG1", "AL1", "PR1", "TXA", "AIS", "IN1", "NK1"})
 

@@ -8,7 +8,7 @@ from typing import Any
 from interfaces.er7 import Segment
 from interfaces.mapping.builder import BundleBuilder, MappingError
 from interfaces.mapping.codes import code_of, coding_of
-from interfaces.mapping.datatypes import cwe, dtm, field_dtm, quantity, reference_range, structured_numeric
+from interfaces.mapping.datatypes import cwe, dtm, field_dtm, quantity, reference_range, structured_numeric, tm
 from interfaces.mapping.segments.pv1 import practitioner_ref
 
 JsonDict = dict[str, Any]
@@ -44,15 +44,22 @@ def observation_value(obx: Segment) -> tuple[str, Any] | None:
             )
         return sn
     if vtype in ("CE", "CWE", "CNE", "CF"):
-        return ("valueCodeableConcept", cwe(first))
+        concept = cwe(first)
+        return ("valueCodeableConcept", concept) if concept else None
     if vtype in ("DT", "TS", "DTM"):
         when = dtm(first.c(1))
-        return ("valueDateTime", when) if when else ("valueString", first.c(1))
+        return ("valueDateTime", when) if when else _text(first.c(1))
     if vtype == "TM":
-        return ("valueTime", first.c(1))
+        clock = tm(first.c(1))
+        return ("valueTime", clock) if clock else _text(first.c(1))
     if vtype in ("ED", "RP"):
         return None  # attachments go to DocumentReference (MDM) or stay in the stored raw message
-    return ("valueString", "\n".join(f.text for f in reps))
+    return _text("\n".join(f.text for f in reps))
+
+
+def _text(value: str) -> tuple[str, Any] | None:
+    """What is not a value of its type is kept as text; nothing at all (``^^^``, blanks) is no value."""
+    return ("valueString", value) if value.strip() else None
 
 
 def observation_key(obx: Segment, order_key: str, b: BundleBuilder) -> JsonDict:

@@ -1,0 +1,41 @@
+"""OBX-5 by value type through the real stack: what FHIR can hold is stored typed, what is not a value of its
+type is kept as text, and an empty value (``^^^``, blanks) is no value. Each case here was an AE before,
+refused by the FHIR core as an invalid Bundle entry (a TM ``1230`` as ``valueTime``, an empty string, a
+null CodeableConcept)."""
+
+from __future__ import annotations
+
+import pytest
+
+from interfaces.service import pipeline_for
+from tests.integration.interfaces.test_group_commit import oru
+
+
+@pytest.fixture
+def services(tmp_path):
+    from digitalfront.app import build_services
+    from digitalfront.config import Settings
+
+    return build_services(Settings(database_url=f"sqlite:///{tmp_path}/obx.db", auth=False, hl7_workers=0))
+
+
+@pytest.mark.parametrize(("vtype", "obx5", "value"), [
+    ("TM", "1230", {"valueTime": "12:30:00"}),
+    ("TM", "123045.5", {"valueTime": "12:30:45.5"}),
+    ("TM", "1230+0100", {"valueString": "1230+0100"}),  # FHIR's time has no offset: kept whole, as text
+    ("TM", "2561", {"valueString": "2561"}),
+    ("DT", "20240229", {"valueDateTime": "2024-02-29"}),
+    ("DT", "^^^^", {}),
+    ("CE", "^^^", {}),
+    ("ST", "   ", {}),
+    ("TX", "line 1~line 2", {"valueString": "line 1\nline 2"}),
+])
+def test_obx_values_are_typed_kept_as_text_or_absent(services, vtype, obx5, value):
+    p = pipeline_for(services)
+    cid = f"ov-{vtype}-{obx5}"
+    msg = oru(cid, mrn="760", results=1).replace(b"|NM|2345-1^Analyte 1^LN||95|",
+                                                 f"|{vtype}|2345-1^Analyte 1^LN||{obx5}|".encode())
+    r = p.ingest(msg, "t")
+    assert r.ack_code == "AA", p.store.get(r.message_id).outcome
+    obs = next(services.client.read(*ref.split("/")) for ref in r.resources if ref.startswith("Observation/"))
+    assert {k: v for k, v in obs.items() if k.startswith("value")} == value
