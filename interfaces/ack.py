@@ -132,3 +132,9 @@ def wants_ack(ack_type: str, ok: bool) -> bool:
     """HL7 table 0155 (AL/NE/ER/SU) for MSH-15/16; empty means always in original mode."""
     t = (ack_type or "AL").upper()
     return t == "AL" or (t == "ER" and not ok) or (t == "SU" and ok)
+
+
+def batch_ack(acks: list[bytes]) -> bytes:
+    """The answer to an FHS/BHS batch: its messages' ACKs in a BHS ... BTS batch (BTS-1: how many)."""
+    return (f"BHS|^~\\&|DIGITALFRONT|DIGITALFRONT|||{_now()}\r".encode() + b"".join(acks)
+            + f"BTS|{len(acks)}\r".encode())

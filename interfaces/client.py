@@ -36,12 +36,21 @@ def iter_files(paths: list[str]) -> Iterator[Path]:
             yield p
 
 
-def read_messages(path: Path) -> list[bytes]:
-    """The file's messages, each in the file's own character set (MSH-18 still has to describe the bytes
-    a receiver gets, so they are never transcoded)."""
-    raw = path.read_bytes()
+def is_batch(raw: bytes) -> bool:
+    """Whether ``raw`` opens with a batch header (FHS or BHS) rather than a message."""
+    return raw.lstrip(b"\xef\xbb\xbf \t\r\n")[:3] in (b"FHS", b"BHS")
+
+
+def batch_messages(raw: bytes) -> list[bytes]:
+    """The messages of a batch (or of a file of messages), each in the batch's own character set (MSH-18
+    still has to describe the bytes a receiver gets, so they are never transcoded)."""
     text, codec = decode_with_charset(raw)
     return [m.encode(codec, errors="replace") for m in split_batch(text)]
+
+
+def read_messages(path: Path) -> list[bytes]:
+    """The file's messages (``batch_messages``)."""
+    return batch_messages(path.read_bytes())
 
 
 class MllpClient:

@@ -13,6 +13,8 @@ from flask import Blueprint, Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from fhir_server.errors import OperationOutcomeError, bad_request, not_found
+from interfaces.ack import batch_ack
+from interfaces.client import batch_messages, is_batch
 from interfaces.monitor import CONTENT_TYPE, pipeline_metrics
 from interfaces.pipeline import Hl7Pipeline
 from interfaces.service import pipeline_for
@@ -70,11 +72,27 @@ def create_blueprint(services: Any, pipeline: Hl7Pipeline) -> Blueprint:
         body = request.get_data(cache=False)
         if not body.strip():
             raise bad_request("empty HL7v2 message")
-        result = pipeline.ingest(body, f"http:{request.remote_addr or ''}")
+        source = f"http:{request.remote_addr or ''}"
+        if is_batch(body):
+            return _ingest_batch(body, source)
+        result = pipeline.ingest(body, source)
         ack = b"".join(result.acks) or b""
         resp = Response(ack, status=HTTP_STATUS.get(result.ack_code, 200), mimetype=ACK_TYPE)
         resp.headers["X-HL7-Message-Id"] = str(result.message_id)
         resp.headers["X-HL7-Ack-Code"] = result.ack_code
+        return resp
+
+    def _ingest_batch(body: bytes, source: str) -> Response:
+        """An FHS/BHS batch: each message ingested as if sent alone (in order, one group commit), answered
+        with a batch of their ACKs. 200 whatever the messages' codes: each was committed or kept on its
+        own, so one refusal does not make the request fail (the codes are in the ACKs and a header)."""
+        messages = batch_messages(body)
+        if not messages:
+            raise bad_request("the batch holds no message (no MSH segment)")
+        results = pipeline.ingest_batch([(m, source, None) for m in messages])
+        resp = Response(batch_ack([b"".join(r.acks) for r in results if r.acks]), mimetype=ACK_TYPE)
+        resp.headers["X-HL7-Message-Id"] = ",".join(str(r.message_id) for r in results)
+        resp.headers["X-HL7-Ack-Code"] = ",".join(r.ack_code for r in results)
         return resp
 
     @bp.get("/hl7v2/messages")

@@ -72,3 +72,26 @@ def test_body_over_the_limit_is_an_operation_outcome(live_server_factory):
     live = live_server_factory(max_body_bytes=1024)
     status, body = call(live.url + "/hl7v2", ig_messages()["ORU_R01"].encode() * 4)
     assert status == 413 and json.loads(body)["resourceType"] == "OperationOutcome", body
+
+
+def test_a_batch_posted_is_ingested_message_by_message_and_answered_with_a_batch_ack(live_server):
+    """FHS/BHS ... BTS/FTS over HTTP, as `hl7 send` reads batch files: each message is ingested as if sent
+    alone (one refused does not fail the rest) and the answer is a BHS ... BTS batch of their ACKs."""
+    from tests.integration.interfaces.test_through_router import adt
+
+    bad = adt("A01", "hb-2", mrn="771").replace(b"|19800101|", b"|1980-01-01|")
+    batch = (b"FHS|^~\\&|ADM|HOSP\rBHS|^~\\&|ADM|HOSP\r" + adt("A01", "hb-1", mrn="770") + bad
+             + adt("A08", "hb-3", mrn="770", family="Later") + b"BTS|3\rFTS|1\r")
+    req = urllib.request.Request(live_server.url + "/hl7v2", data=batch, method="POST",
+                                 headers={"Content-Type": "x-application/hl7-v2+er7"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        status, body, codes = resp.status, resp.read(), resp.headers["X-HL7-Ack-Code"]
+        ids = resp.headers["X-HL7-Message-Id"].split(",")
+    assert status == 200 and codes == "AA,AE,AA"
+    assert body.startswith(b"BHS|^~\\&|DIGITALFRONT|") and body.endswith(b"BTS|3\r")
+    assert [line.split(b"|")[1:3] for line in body.split(b"\r") if line.startswith(b"MSA|")] == \
+        [[b"AA", b"hb-1"], [b"AE", b"hb-2"], [b"AA", b"hb-3"]]
+    status, listed = call(live_server.url + "/hl7v2/messages?sender=ADM")
+    assert sorted(str(m["id"]) for m in json.loads(listed)["messages"]) == sorted(ids)
+    status, body = call(live_server.url + "/hl7v2", b"FHS|^~\\&\rBHS|^~\\&\rBTS|0\rFTS|1\r")
+    assert status == 400 and "no message" in json.loads(body)["issue"][0]["diagnostics"]
