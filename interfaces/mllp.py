@@ -22,7 +22,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from interfaces.ack import AckError, build_ack
+from interfaces.ack import AckError, batch_ack, build_ack
+from interfaces.client import batch_messages, is_batch
 from interfaces.framing import FrameDecoder, frame
 from interfaces.pipeline import Hl7Pipeline, IngestResult
 
@@ -137,13 +138,19 @@ class MllpServer:
                         ],
                     )
                     writer.write(frame(ack))
-                futures = [self._submit(payload, source, send_soon) for payload in payloads]
-                for fut in futures:
-                    result = await fut
-                    self.stats.messages += 1
-                    self.stats.by_ack[result.ack_code] = self.stats.by_ack.get(result.ack_code, 0) + 1
-                    for ack in result.acks:
-                        writer.write(frame(ack))
+                # a frame holding an FHS/BHS batch: its messages, answered together by one batch of ACKs
+                submitted = [[self._submit(m, source, None) for m in batch_messages(payload)] if is_batch(payload)
+                             else self._submit(payload, source, send_soon) for payload in payloads]
+                for item in submitted:
+                    results = [await f for f in item] if isinstance(item, list) else [await item]
+                    for result in results:
+                        self.stats.messages += 1
+                        self.stats.by_ack[result.ack_code] = self.stats.by_ack.get(result.ack_code, 0) + 1
+                    if isinstance(item, list):
+                        writer.write(frame(batch_ack([b"".join(r.acks) for r in results if r.acks])))
+                    else:
+                        for ack in results[0].acks:
+                            writer.write(frame(ack))
                     await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError) as exc:
             log.info("MLLP connection %s closed: %s", source, exc)
@@ -156,7 +163,7 @@ class MllpServer:
                 pass
 
 
-    def _submit(self, payload: bytes, source: str, on_commit: OnCommit) -> asyncio.Future[IngestResult]:
+    def _submit(self, payload: bytes, source: str, on_commit: OnCommit | None) -> asyncio.Future[IngestResult]:
         if self.submit_handler is None:
             return asyncio.get_running_loop().run_in_executor(self._executor, self.handler, payload, source,
                                                               on_commit)

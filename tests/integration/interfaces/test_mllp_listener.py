@@ -101,6 +101,22 @@ def test_batch_file_with_fhs_bhs_wrappers(listener, tmp_path):
         assert [ack_code(c.send(p.encode())[0]) for p in parts] == ["AA", "AA"]
 
 
+def test_a_batch_in_one_frame_is_answered_with_a_batch_of_acks(listener):
+    """A sender may frame a whole FHS/BHS batch: each message is ingested as if framed alone and the answer
+    is one frame, a BHS ... BTS batch of their ACKs (it was one AR: 'does not start with an MSH segment')."""
+    bad = msg("bf2").replace(b"|19800101|", b"|1980-01-01|")
+    batch = b"FHS|^~\\&|LAB\rBHS|^~\\&|LAB\r" + msg("bf1") + bad + msg("bf3") + b"BTS|3\rFTS|1\r"
+    with hl7.client.MLLPClient("127.0.0.1", listener.port) as client:
+        answer = client.send_message(batch)
+        answer = answer.decode() if isinstance(answer, bytes) else answer
+        assert ack_code(client.send_message(msg("bf4"))) == "AA"  # the connection goes on
+    lines = answer.strip("\x0b\x1c\r").split("\r")  # (the hl7 client leaves the MLLP framing on)
+    assert lines[0].startswith("BHS|^~\\&|DIGITALFRONT|") and lines[-1] == "BTS|3"
+    assert [line.split("|")[1:3] for line in lines if line.startswith("MSA|")] == \
+        [["AA", "bf1"], ["AE", "bf2"], ["AA", "bf3"]]
+    assert {k: v for k, v in listener.store.counts().items() if v} == {"processed": 3, "error": 1}
+
+
 def test_every_ig_sample_over_mllp(listener):
     # hl7.client reads exactly one frame per message, so the samples are sent in original mode
     # (MSH-15/16 cleared); enhanced mode has its own test above.
