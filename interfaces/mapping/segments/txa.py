@@ -92,6 +92,8 @@ def map_txa(
             if f is None:
                 continue
             raw = f.c(5)
+            if not raw.strip():  # an ED with no data: nothing to attach (FHIR has no empty base64Binary)
+                continue
             mime = "/".join(p for p in (f.c(2), f.c(3)) if p).lower() or "application/octet-stream"
             if f.c(4).upper() == "BASE64":
                 try:

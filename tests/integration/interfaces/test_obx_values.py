@@ -39,3 +39,22 @@ def test_obx_values_are_typed_kept_as_text_or_absent(services, vtype, obx5, valu
     assert r.ack_code == "AA", p.store.get(r.message_id).outcome
     obs = next(services.client.read(*ref.split("/")) for ref in r.resources if ref.startswith("Observation/"))
     assert {k: v for k, v in obs.items() if k.startswith("value")} == value
+
+
+@pytest.mark.parametrize(("ed", "attachment"), [
+    ("^AP^PDF^Base64^JVBERi0xLjQK", {"contentType": "application/pdf", "data": "JVBERi0xLjQK"}),
+    ("^AP^PDF^Base64^not base64!", {"contentType": "application/pdf", "title": "not base64!"}),
+    ("^AP^PDF^Base64^", None),  # no data: no attachment (was an empty base64Binary the core refused)
+])
+def test_an_mdm_ed_result_becomes_an_attachment_when_it_has_data(services, ed, attachment):
+    from tests.unit.interfaces.hl7_testkit import ig_messages
+
+    p = pipeline_for(services)
+    sample = ig_messages()["MDM_T02"].rstrip("\r")
+    r = p.ingest((sample.replace("|10819306|", f"|ed-{len(ed)}|") + f"\rOBX|99|ED|PDF^Report^L||{ed}||||||F\r")
+                 .encode(), "t")
+    assert r.ack_code == "AA", p.store.get(r.message_id).outcome
+    doc = next(services.client.read(*ref.split("/")) for ref in r.resources if ref.startswith("DocumentReference/"))
+    assert doc["content"][0]["attachment"]["contentType"] == "text/plain; charset=utf-8"  # the note's text
+    assert doc["content"][1]["attachment"]["title"] == "<Base64 encoded>"  # the sample's own ED: a placeholder
+    assert [c["attachment"] for c in doc["content"][2:]] == ([attachment] if attachment else [])
