@@ -78,17 +78,24 @@ _SET_ID_SEGMENTS = frozenset({"PID", "PV1", "OBX", "OBR", "DG1", "AL1", "PR1", "
 def hd_system(hd: Field) -> str | None:
     """HD (namespace^universal id^type) -> a URI usable as Identifier.system."""
     ns, uid, utype = hd.c(1), hd.c(2), hd.c(3).upper()
+    if uid and _SPACE.search(uid):  # no URI has one: not what its type says, a valid URI all the same
+        return id_system(uid)
     if uid:
-        if utype == "ISO" or re.fullmatch(r"[0-2](\.\d+)+\.?", uid):
+        if utype == "ISO" or _OID.fullmatch(uid):
             return "urn:oid:" + uid.rstrip(".")
         if utype in ("UUID", "GUID") and re.fullmatch(r"[0-9a-fA-F-]{36}", uid):
             return "urn:uuid:" + uid.lower()
         if utype in ("URI", "URL") or "://" in uid:
             return uid
-        return f"urn:oid:{uid}" if re.fullmatch(r"[0-2](\.\d+)+", uid) else id_system(uid)
+        return id_system(uid)
     if ns:
-        return system_uri(ns) or id_system(ns)
+        uri = system_uri(ns)
+        return uri if uri and not _SPACE.search(uri) else id_system(ns)
     return None
+
+
+_OID = re.compile(r"[0-2](\.\d+)+\.?")
+_SPACE = re.compile(r"\s")  # a FHIR uri has none
 
 
 def cx(f: Field | None) -> JsonDict | None:

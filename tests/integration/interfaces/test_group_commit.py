@@ -35,9 +35,13 @@ def test_bad_message_in_a_group_does_not_affect_the_others(services):  # noqa: F
     p = pipeline_for(services)
     assert p.group is not None
     bad = adt("A01", "g-bad", mrn="901").replace(b"|19800101|", b"|1980-01-01|")  # AE: PID-7 unparsable
-    # rejected by the FHIR core inside the group, after the Patient entry: the performer's assigning authority
-    # (OBX-16.9) is an OID with a space, which the mapper passes on and the core refuses as a uri
-    fhir_bad = oru("g-fbad", mrn="902").replace(b"|N|||F\r", b"|N|||F|||||123^Who^Doc^^^^^^HOSP&1.2 3&ISO\r", 1)
+    # rejected by the FHIR core inside the group, after its Patient entry: two Encounters already carry its
+    # visit number (PV1-19), so the conditional update of the Encounter cannot tell which to update (412)
+    for _ in range(2):
+        services.client.create({"resourceType": "Encounter", "status": "finished", "class": {
+            "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+            "identifier": [{"system": "urn:oid:1.2.3", "value": "V902"}]})
+    fhir_bad = adt("A01", "g-fbad", mrn="902")
     items = [adt("A01", "g-1", mrn="900"), bad, fhir_bad, oru("g-2", mrn="900"), b"garbage", adt("A08", "g-3", mrn="900")]
     results = p.ingest_batch([(m, "t", None) for m in items])
     codes = [r.ack_code for r in results]
@@ -45,8 +49,8 @@ def test_bad_message_in_a_group_does_not_affect_the_others(services):  # noqa: F
     statuses = [p.store.get(r.message_id).status for r in results]
     assert statuses == ["processed", "error", "error", "processed", "rejected", "processed"]
     fhir_outcome = p.store.get(results[2].message_id).outcome
-    assert fhir_outcome["status"] == 400  # the core's OperationOutcome is kept
-    assert "Bundle.entry[1]: Not a valid uri format: 'urn:oid:1.2 3'" in fhir_outcome["error"]
+    assert fhir_outcome["status"] == 412  # the core's OperationOutcome is kept
+    assert "Bundle.entry[1]: Conditional update: criteria matched more than one resource" in fhir_outcome["error"]
     assert count(services, "Patient", [("identifier", "urn:oid:1.2.3|900")]) == 1
     assert count(services, "Patient", [("identifier", "urn:oid:1.2.3|901")]) == 0
     assert count(services, "Observation", [("subject:Patient.identifier", "urn:oid:1.2.3|900")]) == 12

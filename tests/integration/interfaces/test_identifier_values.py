@@ -79,3 +79,19 @@ def test_an_order_first_seen_by_its_filler_number_stays_one_order(services):
     r = p.ingest(orm("o-4", "P100^EHR", "F200^LAB"), "t")
     assert r.ack_code == "AE" and "matched more than one" in p.store.get(r.message_id).outcome["error"]
     assert orders() == [["F100", "P100"], ["F200", "P200"]]
+
+
+@pytest.mark.parametrize(("authority", "system"), [
+    ("HOSP&1.2.3&ISO", "urn:oid:1.2.3"),
+    ("HOSP&1.2 3&ISO", "urn:id:1.2-3"),  # an "ISO" id with a space is no OID (and no URI): was refused by the core
+    ("HOSP&http://example.org/mrn&URI", "http://example.org/mrn"),
+    ("HOSP&http://example.org/m rn&URI", "urn:id:http:-example.org-m-rn"),
+    ("MAIN HOSP", "urn:id:MAIN-HOSP"),
+])
+def test_an_assigning_authority_always_gives_a_valid_uri(services, authority, system):
+    p = pipeline_for(services)
+    r = p.ingest(adt("A01", f"aa-{authority}", mrn="750").replace(b"^^^HOSP&1.2.3&ISO^MR", f"^^^{authority}^MR"
+                                                                  .encode()), "t")
+    assert r.ack_code == "AA", p.store.get(r.message_id).outcome
+    patient = next(services.client.read(*ref.split("/")) for ref in r.resources if ref.startswith("Patient/"))
+    assert patient["identifier"][0]["system"] == system
