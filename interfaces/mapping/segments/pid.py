@@ -7,7 +7,7 @@ from typing import Any
 from interfaces.er7 import Segment
 from interfaces.mapping.builder import BundleBuilder, MappingError
 from interfaces.mapping.codes import code_of, coding_of, id_system
-from interfaces.mapping.datatypes import cwe, cx, dtm, field_dtm, xad, xpn, xtn
+from interfaces.mapping.datatypes import cwe, cx, field_dtm, xad, xpn, xtn
 
 JsonDict = dict[str, Any]
 US_CORE = "http://hl7.org/fhir/us/core/StructureDefinition/"
@@ -56,15 +56,11 @@ def map_pid(pid: Segment, b: BundleBuilder, *, mode: str = "update") -> tuple[st
     gender = code_of("AdministrativeSex", pid.get(8))
     if gender:
         patient["gender"] = gender
-    born = pid.get(7)
-    date = field_dtm(pid, 7, date_only=True)
+    date, born = field_dtm(pid, 7, date_only=True), field_dtm(pid, 7)  # (the time checked too)
     if date:
         patient["birthDate"] = date
-        if len(born) > 8:
-            birth_time = {
-                "url": "http://hl7.org/fhir/StructureDefinition/patient-birthTime",
-                "valueDateTime": dtm(born),
-            }
+        if born and "T" in born:
+            birth_time = {"url": "http://hl7.org/fhir/StructureDefinition/patient-birthTime", "valueDateTime": born}
             patient["_birthDate"] = {"extension": [birth_time]}
     telecom = [t for t in (xtn(f) for f in pid.fields_of(13) + pid.fields_of(14)) if t]
     if telecom:

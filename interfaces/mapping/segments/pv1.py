@@ -37,8 +37,9 @@ def practitioner_ref(f: Field, b: BundleBuilder) -> JsonDict | None:
         ref: JsonDict = {"reference": b.add(prac, key=ident, mode="create")}
     else:
         ref = {}
-    if name:
-        ref["display"] = " ".join([*name.get("given", []), name.get("family", "")]).strip()
+    display = " ".join([*name.get("given", []), name.get("family", "")]).strip() if name else ""
+    if display:  # (a name of only a prefix or suffix has none)
+        ref["display"] = display
     return ref or None
 
 

@@ -95,3 +95,14 @@ def test_an_assigning_authority_always_gives_a_valid_uri(services, authority, sy
     assert r.ack_code == "AA", p.store.get(r.message_id).outcome
     patient = next(services.client.read(*ref.split("/")) for ref in r.resources if ref.startswith("Patient/"))
     assert patient["identifier"][0]["system"] == system
+
+
+def test_a_practitioner_named_only_by_a_suffix_gets_no_empty_display(services):
+    p = pipeline_for(services)
+    r = p.ingest(adt("A01", "pr-1", mrn="752").replace(b"W1^1^2||||", b"W1^1^2||||^^^^Jr"), "t")
+    assert r.ack_code == "AA", p.store.get(r.message_id).outcome  # was refused: display ''
+    r = p.ingest(adt("A01", "pr-2", mrn="753").replace(b"W1^1^2||||", b"W1^1^2||||77^^^^Jr"), "t")
+    assert r.ack_code == "AA", p.store.get(r.message_id).outcome
+    encounter = next(services.client.read(*ref.split("/")) for ref in r.resources if ref.startswith("Encounter/"))
+    individual = encounter["participant"][0]["individual"]
+    assert individual["reference"].startswith("Practitioner/") and "display" not in individual

@@ -128,3 +128,20 @@ def test_an_appointment_needs_times_not_dates(services):
     assert dated.ack_code == "AE"
     outcome = p.store.get(dated.message_id).outcome
     assert outcome["location"] == "SCH^1^11" and "'20150613' has no time" in outcome["error"]
+
+
+@pytest.mark.parametrize(("pid7", "ack", "birth"), [
+    ("198001011230", "AA", ("1980-01-01", "1980-01-01T12:30:00+00:00")),
+    ("19800101", "AA", ("1980-01-01", None)),
+    ("2024022930", "AE", None),  # hour 30: the date is good, the time is not (was a birthTime extension of null)
+])
+def test_a_birth_time_is_checked_as_well_as_the_birth_date(services, pid7, ack, birth):
+    p = pipeline_for(services)
+    r = p.ingest(adt("A01", f"ts-born-{pid7}", mrn="731").replace(b"|19800101|", f"|{pid7}|".encode()), "t")
+    assert r.ack_code == ack, p.store.get(r.message_id).outcome
+    if ack == "AE":
+        assert p.store.get(r.message_id).outcome["location"] == "PID^1^7"
+        return
+    patient = next(services.client.read(*ref.split("/")) for ref in r.resources if ref.startswith("Patient/"))
+    time_ext = patient.get("_birthDate", {}).get("extension", [{}])[0].get("valueDateTime")
+    assert (patient["birthDate"], time_ext) == birth
