@@ -94,9 +94,8 @@ def map_pid(pid: Segment, b: BundleBuilder, *, mode: str = "update") -> tuple[st
         )
     if pid.get(24) == "Y":
         order = pid.get(25)
-        patient["multipleBirthInteger" if order.isdigit() else "multipleBirthBoolean"] = (
-            int(order) if order.isdigit() else True
-        )
+        counted = order.isdigit() and 0 < int(order) < 2**31  # a FHIR integer; otherwise only "yes"
+        patient["multipleBirthInteger" if counted else "multipleBirthBoolean"] = int(order) if counted else True
     elif pid.get(24) == "N":
         patient["multipleBirthBoolean"] = False
     death = field_dtm(pid, 29)

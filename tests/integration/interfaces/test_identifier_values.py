@@ -106,3 +106,20 @@ def test_a_practitioner_named_only_by_a_suffix_gets_no_empty_display(services):
     encounter = next(services.client.read(*ref.split("/")) for ref in r.resources if ref.startswith("Encounter/"))
     individual = encounter["participant"][0]["individual"]
     assert individual["reference"].startswith("Practitioner/") and "display" not in individual
+
+
+@pytest.mark.parametrize(("pid24_25", "birth"), [
+    ("Y|2", {"multipleBirthInteger": 2}),
+    ("Y|99999999999999999999", {"multipleBirthBoolean": True}),  # beyond a FHIR integer (was refused)
+    ("Y|", {"multipleBirthBoolean": True}),
+    ("N|", {"multipleBirthBoolean": False}),
+])
+def test_multiple_birth_order_is_an_integer_only_when_fhir_can_hold_it(services, pid24_25, birth):
+    p = pipeline_for(services)
+    pid = "PID|1||754^^^HOSP&1.2.3&ISO^MR||Doe^Jane||19800101|F" + "|" * 16 + pid24_25
+    msg = adt("A01", "mb-" + pid24_25.replace("|", "-"), mrn="754")
+    msg = msg.replace(next(s for s in msg.split(b"\r") if s.startswith(b"PID|")), pid.encode())
+    r = p.ingest(msg, "t")
+    assert r.ack_code == "AA", p.store.get(r.message_id).outcome
+    patient = next(services.client.read(*ref.split("/")) for ref in r.resources if ref.startswith("Patient/"))
+    assert {k: v for k, v in patient.items() if k.startswith("multipleBirth")} == birth
