@@ -34,7 +34,7 @@ def map_sch(msg: Er7Message, sch: Segment, b: BundleBuilder, patient_ref: str | 
     if end:
         appt["end"] = end
     duration = number(sch.get(9)) if sch.get(9) else None
-    if isinstance(duration, int):
+    if isinstance(duration, int) and 0 < duration < 2**31:  # positiveInt
         appt["minutesDuration"] = duration
     reason = cwe(sch.field_value(7))
     if reason:

@@ -145,3 +145,16 @@ def test_a_birth_time_is_checked_as_well_as_the_birth_date(services, pid7, ack, 
     patient = next(services.client.read(*ref.split("/")) for ref in r.resources if ref.startswith("Patient/"))
     time_ext = patient.get("_birthDate", {}).get("extension", [{}])[0].get("valueDateTime")
     assert (patient["birthDate"], time_ext) == birth
+
+
+@pytest.mark.parametrize(("sch9", "minutes"), [("15", 15), ("0", None), ("123456789012", None), ("1.5", None)])
+def test_an_appointment_duration_is_kept_only_as_a_positive_int(services, sch9, minutes):
+    p = pipeline_for(services)
+    sample = ig_messages()["SIU_S12"]
+    sch = next(s for s in sample.split("\r") if s.startswith("SCH|"))
+    fields = sch.split("|")
+    fields[9] = sch9
+    r = p.ingest(sample.replace(sch, "|".join(fields)).replace("|48907-45|", f"|ts-dur-{sch9}|").encode(), "t")
+    assert r.ack_code == "AA", p.store.get(r.message_id).outcome  # 123456789012 was refused by the core
+    appt = next(services.client.read(*ref.split("/")) for ref in r.resources if ref.startswith("Appointment/"))
+    assert appt.get("minutesDuration") == minutes
