@@ -50,11 +50,12 @@ def field_dtm(seg: Segment, idx: int, *, date_only: bool = False, instant: bool 
     value = seg.get(idx)
     if not value:
         return None
-    if dtm(value, date_only=date_only) is None:
+    out = dtm(value, date_only=date_only)
+    if out is None:
         where = seg.get(1) if seg.name in _SET_ID_SEGMENTS and seg.get(1).isdigit() else "1"
         raise MappingError(f"{seg.name}-{idx} {value!r} is not a valid date/time", f"{seg.name}^{where}^{idx}",
                            ("102", "Data type error"))
-    return dtm(value, date_only=date_only, instant=instant)
+    return None if instant and "T" not in out else out
 
 
 _TM = re.compile(r"^(\d{2})(\d{2})?(\d{2})?(\.\d{1,4})?$")
