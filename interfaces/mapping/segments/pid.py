@@ -94,8 +94,10 @@ def map_pid(pid: Segment, b: BundleBuilder, *, mode: str = "update") -> tuple[st
         )
     if pid.get(24) == "Y":
         order = pid.get(25)
-        counted = order.isdigit() and 0 < int(order) < 2**31  # a FHIR integer; otherwise only "yes"
-        patient["multipleBirthInteger" if counted else "multipleBirthBoolean"] = int(order) if counted else True
+        if order.isdigit() and 0 < int(order) < 2**31:  # a FHIR integer; otherwise only "yes"
+            patient["multipleBirthInteger"] = int(order)
+        else:  # (not one expression: compiled, ``int(...) if ... else True`` is an int, and True becomes 1)
+            patient["multipleBirthBoolean"] = True
     elif pid.get(24) == "N":
         patient["multipleBirthBoolean"] = False
     death = field_dtm(pid, 29)
