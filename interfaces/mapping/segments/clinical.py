@@ -105,7 +105,7 @@ def map_al1(al1: Segment, b: BundleBuilder, patient_ref: str, patient_key: JsonD
     if category:
         allergy["category"] = [category]
     reaction: JsonDict = {}
-    manifestations = [{"text": f.text} for f in al1.fields_of(5) if f.text]
+    manifestations = [{"text": f.text.strip()} for f in al1.fields_of(5) if f.text.strip()]
     if manifestations:
         reaction["manifestation"] = manifestations
         severity = code_of("AllergySeverity[AllergyIntolerance.reaction.severity]", al1.get(4))

@@ -58,3 +58,20 @@ def test_an_mdm_ed_result_becomes_an_attachment_when_it_has_data(services, ed, a
     assert doc["content"][0]["attachment"]["contentType"] == "text/plain; charset=utf-8"  # the note's text
     assert doc["content"][1]["attachment"]["title"] == "<Base64 encoded>"  # the sample's own ED: a placeholder
     assert [c["attachment"] for c in doc["content"][2:]] == ([attachment] if attachment else [])
+
+
+@pytest.mark.parametrize(("al1_5", "manifestations"), [("Sneeze", ["Sneeze"]), (" Sneeze ~Rash", ["Sneeze", "Rash"]),
+                                                       ("  ", None)])
+def test_allergy_reactions_are_kept_and_blank_ones_left_out(services, al1_5, manifestations):
+    """AL1-5 follows the same rule as OBX-5: blanks are no value (an all-blank reaction was refused by the core)."""
+    from tests.unit.interfaces.hl7_testkit import ig_messages
+
+    p = pipeline_for(services)
+    sample = ig_messages()["ADT_A01"]
+    r = p.ingest(sample.replace("|MO^Moderate^HL70128|Sneeze|", f"|MO^Moderate^HL70128|{al1_5}|")
+                 .replace("|4637382|", f"|al-{len(al1_5)}|").encode(), "t")
+    assert r.ack_code in ("AA", "CA"), p.store.get(r.message_id).outcome
+    allergy = next(services.client.read(*ref.split("/")) for ref in r.resources
+                   if ref.startswith("AllergyIntolerance/"))
+    found = [m["text"] for m in allergy["reaction"][0]["manifestation"]] if "reaction" in allergy else None
+    assert found == manifestations
