@@ -158,3 +158,12 @@ def test_an_appointment_duration_is_kept_only_as_a_positive_int(services, sch9, 
     assert r.ack_code == "AA", p.store.get(r.message_id).outcome  # 123456789012 was refused by the core
     appt = next(services.client.read(*ref.split("/")) for ref in r.resources if ref.startswith("Appointment/"))
     assert appt.get("minutesDuration") == minutes
+
+
+def test_hl7s_explicit_null_in_a_timestamp_field_is_no_value_not_an_error(services):
+    """``""`` is HL7's "delete this value" (an A08 clearing a discharge time, say): no value, never an AE."""
+    p = pipeline_for(services)
+    r = p.ingest(adt("A08", "ts-null", mrn="732", end='""'), "t")  # PV1-45 ""
+    assert r.ack_code == "AA", p.store.get(r.message_id).outcome
+    encounter = next(services.client.read(*ref.split("/")) for ref in r.resources if ref.startswith("Encounter/"))
+    assert encounter["period"] == {"start": "2024-01-01T11:00:00+00:00"}
