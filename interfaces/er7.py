@@ -86,6 +86,11 @@ def _printable(text: str) -> str:
     return CONTROL_CHARS.sub(" ", text) if CONTROL_CHARS.search(text) is not None else text
 
 
+# HL7's explicit null: "delete this value". Read as no value: a FHIR write replaces the whole resource, so an
+# absent element is the deletion. (Read from the raw text: an escaped \"\" would be data, not this.)
+NULL = '""'
+
+
 @dataclass
 class Segment:
     """One segment; ``fields[0]`` is the segment id, MSH is shifted so MSH-1 is the separator."""
@@ -116,7 +121,7 @@ class Segment:
         if comp > len(comps):
             return ""
         subs = comps[comp - 1].split(self.enc.subcomponent)
-        if sub > len(subs):
+        if sub > len(subs) or subs[sub - 1] == NULL:
             return ""
         return unescape(subs[sub - 1], self.enc).strip()
 
@@ -125,7 +130,7 @@ class Segment:
         return reps[0] if reps else None
 
     def fields_of(self, idx: int) -> list[Field]:
-        return [Field(r, self.enc) for r in self.reps(idx) if r and r != '""']
+        return [Field(r, self.enc) for r in self.reps(idx) if r and r != NULL]
 
 
 @dataclass
@@ -144,7 +149,7 @@ class Field:
         if comp > len(comps):
             return ""
         subs = comps[comp - 1].split(self.enc.subcomponent)
-        if sub > len(subs):
+        if sub > len(subs) or subs[sub - 1] == NULL:
             return ""
         return unescape(subs[sub - 1], self.enc).strip()
 

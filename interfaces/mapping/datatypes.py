@@ -19,7 +19,6 @@ from interfaces.mapping.codes import code_of, coding_of, id_system, system_uri
 
 JsonDict = dict[str, Any]
 
-NULL = '""'  # HL7's explicit null ("delete this value"): no value, not a malformed one
 _TS = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\.\d{1,4})?([+-]\d{4})?$")
 
 
@@ -49,7 +48,7 @@ def field_dtm(seg: Segment, idx: int, *, date_only: bool = False, instant: bool 
     naming the field (AE, ERR-3 102), not dropped in silence. (A valid date where an ``instant`` wants a time
     is left out: the value is good v2, only less precise.)"""
     value = seg.get(idx)
-    if not value or value == NULL:
+    if not value:  # (HL7's explicit null "" reads as no value: interfaces.er7.NULL)
         return None
     out = dtm(value, date_only=date_only)
     if out is None:

@@ -7,7 +7,7 @@ from typing import Any
 from interfaces.er7 import Er7Message, Segment
 from interfaces.mapping.builder import BundleBuilder, MappingError
 from interfaces.mapping.codes import code_of, id_system
-from interfaces.mapping.datatypes import NULL, cwe, dtm, ei, number
+from interfaces.mapping.datatypes import cwe, dtm, ei, number
 from interfaces.mapping.segments.pv1 import practitioner_ref
 
 JsonDict = dict[str, Any]
@@ -70,7 +70,7 @@ def map_sch(msg: Er7Message, sch: Segment, b: BundleBuilder, patient_ref: str | 
 def _instant(value: str, location: str) -> str | None:
     """Appointment.start/end: instants. A date without a time is an error here, not left out: a booked
     appointment must have both (FHIR app-3), and a date alone does not say when to come."""
-    if not value or value == NULL:
+    if not value:
         return None
     out = dtm(value, instant=True)
     if out is None:

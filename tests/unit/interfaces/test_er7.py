@@ -16,6 +16,16 @@ def test_escapes_repetitions_and_components():
     assert m.first("NTE").get(3) == "line1\nline2 | pipe \\ esc A"
 
 
+def test_hl7_explicit_null_reads_as_no_value():
+    """``""`` means "delete this value": as no value it drops out of the FHIR resource that replaces the old."""
+    rxa = ["RXA", "0", "1", '""', "", "CVX^x^CVX"] + [""] * 9 + ['""', '""^Lot \\H\\A\\N\\']
+    m = parse_er7("MSH|^~\\&|A|B|||20240101||VXU^V04|1|P|2.5\r" + "|".join(rxa))
+    seg = m.first("RXA")
+    assert (seg.get(3), seg.get(15), seg.get(16, 1), seg.get(16, 2)) == ("", "", "", "Lot A")
+    assert seg.fields_of(15) == [] and seg.field_value(16) is not None
+    assert seg.field_value(16).c(1) == "" and seg.field_value(16).c(2) == "Lot A"  # a component's null too
+
+
 def test_other_encoding_characters_and_lf_separators():
     m = parse_er7("MSH#$*@%#A#B\nZZ1#x$y*z\n")
     assert m.enc.component == "$" and m.enc.repetition == "*" and m.enc.escape == "@"
