@@ -134,7 +134,9 @@ def wants_ack(ack_type: str, ok: bool) -> bool:
     return t == "AL" or (t == "ER" and not ok) or (t == "SU" and ok)
 
 
-def batch_ack(acks: list[bytes]) -> bytes:
-    """The answer to an FHS/BHS batch: its messages' ACKs in a BHS ... BTS batch (BTS-1: how many)."""
-    return (f"BHS|^~\\&|DIGITALFRONT|DIGITALFRONT|||{_now()}\r".encode() + b"".join(acks)
-            + f"BTS|{len(acks)}\r".encode())
+def batch_ack(acks_per_message: list[list[bytes]]) -> bytes:
+    """The answer to an FHS/BHS batch: each message's ACKs (none, or a commit and an application ACK) in a
+    BHS ... BTS batch (BTS-1: how many of the messages are answered)."""
+    answered = [b"".join(acks) for acks in acks_per_message if acks]
+    return (f"BHS|^~\\&|DIGITALFRONT|DIGITALFRONT|||{_now()}\r".encode() + b"".join(answered)
+            + f"BTS|{len(answered)}\r".encode())

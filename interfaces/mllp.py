@@ -138,19 +138,14 @@ class MllpServer:
                         ],
                     )
                     writer.write(frame(ack))
-                # a frame holding an FHS/BHS batch: its messages, answered together by one batch of ACKs
-                submitted = [[self._submit(m, source, None) for m in batch_messages(payload)] if is_batch(payload)
-                             else self._submit(payload, source, send_soon) for payload in payloads]
-                for item in submitted:
-                    results = [await f for f in item] if isinstance(item, list) else [await item]
+                submitted = [self._submit_frame(payload, source, send_soon) for payload in payloads]
+                for batch, futures in submitted:
+                    results = [await f for f in futures]
                     for result in results:
                         self.stats.messages += 1
                         self.stats.by_ack[result.ack_code] = self.stats.by_ack.get(result.ack_code, 0) + 1
-                    if isinstance(item, list):
-                        writer.write(frame(batch_ack([b"".join(r.acks) for r in results if r.acks])))
-                    else:
-                        for ack in results[0].acks:
-                            writer.write(frame(ack))
+                    for ack in [batch_ack([r.acks for r in results])] if batch else results[0].acks:
+                        writer.write(frame(ack))
                     await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError) as exc:
             log.info("MLLP connection %s closed: %s", source, exc)
@@ -162,6 +157,14 @@ class MllpServer:
             except (ConnectionError, ssl.SSLError):
                 pass
 
+
+    def _submit_frame(self, payload: bytes, source: str, on_commit: OnCommit
+                      ) -> tuple[bool, list[asyncio.Future[IngestResult]]]:
+        """Whether the frame is an FHS/BHS batch, and its messages underway: a batch's are answered together,
+        by one batch of ACKs once all are done (no commit ACK of their own ahead of it)."""
+        if is_batch(payload):
+            return True, [self._submit(m, source, None) for m in batch_messages(payload)]
+        return False, [self._submit(payload, source, on_commit)]
 
     def _submit(self, payload: bytes, source: str, on_commit: OnCommit | None) -> asyncio.Future[IngestResult]:
         if self.submit_handler is None:

@@ -278,10 +278,11 @@ class _Generation:
             lost, w.pending = [f for f, _sent in w.pending], deque()
         w.results.close()
         if died and lost and w.ready.is_set():  # (a worker that died starting was mapping nothing)
+            code = _exit_code(w.process)
             log.error("HL7v2 prepare worker %s died while mapping a message: the message is answered AE and kept "
-                      "for replay (exit code %s)", w.process.pid, _exit_code(w.process))
+                      "for replay (exit code %s)", w.process.pid, code)
             lost.pop(0).set_exception(WorkerDiedMapping(
-                f"the mapping worker died while mapping this message (exit code {_exit_code(w.process)})"))
+                f"the mapping worker died while mapping this message (exit code {code})"))
         for future in lost:
             future.set_exception(PrepareWorkerError(f"prepare worker {w.process.pid} went away"))
 

@@ -90,7 +90,7 @@ def create_blueprint(services: Any, pipeline: Hl7Pipeline) -> Blueprint:
         if not messages:
             raise bad_request("the batch holds no message (no MSH segment)")
         results = pipeline.ingest_batch([(m, source, None) for m in messages])
-        resp = Response(batch_ack([b"".join(r.acks) for r in results if r.acks]), mimetype=ACK_TYPE)
+        resp = Response(batch_ack([r.acks for r in results]), mimetype=ACK_TYPE)
         resp.headers["X-HL7-Message-Id"] = ",".join(str(r.message_id) for r in results)
         resp.headers["X-HL7-Ack-Code"] = ",".join(r.ack_code for r in results)
         return resp

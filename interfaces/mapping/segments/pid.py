@@ -56,10 +56,10 @@ def map_pid(pid: Segment, b: BundleBuilder, *, mode: str = "update") -> tuple[st
     gender = code_of("AdministrativeSex", pid.get(8))
     if gender:
         patient["gender"] = gender
-    date, born = field_dtm(pid, 7, date_only=True), field_dtm(pid, 7)  # (the time checked too)
-    if date:
-        patient["birthDate"] = date
-        if born and "T" in born:
+    born = field_dtm(pid, 7)  # (the time checked too)
+    if born:
+        patient["birthDate"] = born.partition("T")[0]
+        if "T" in born:
             birth_time = {"url": "http://hl7.org/fhir/StructureDefinition/patient-birthTime", "valueDateTime": born}
             patient["_birthDate"] = {"extension": [birth_time]}
     telecom = [t for t in (xtn(f) for f in pid.fields_of(13) + pid.fields_of(14)) if t]
