@@ -15,11 +15,8 @@ from tests.integration.interfaces.test_through_router import adt
 
 
 @pytest.fixture
-def services(tmp_path):
-    from digitalfront.app import build_services
-    from digitalfront.config import Settings
-
-    return build_services(Settings(database_url=f"sqlite:///{tmp_path}/id.db", auth=False, hl7_workers=0))
+def services(services_factory):
+    return services_factory(hl7_workers=0)  # SQLite; the writer maps (no worker processes to start)
 
 
 def patients(services) -> dict[str, tuple[str, str]]:

@@ -63,11 +63,8 @@ def with_control_id(message: bytes, control_id: str) -> bytes:
 
 
 @pytest.fixture
-def services(tmp_path):
-    from digitalfront.app import build_services
-    from digitalfront.config import Settings
-
-    return build_services(Settings(database_url=f"sqlite:///{tmp_path}/fuzz.db", auth=False, hl7_workers=0))
+def services(services_factory):
+    return services_factory(hl7_workers=0)  # SQLite; the writer maps (no worker processes to start)
 
 
 @pytest.mark.parametrize("seed", [1, 2])

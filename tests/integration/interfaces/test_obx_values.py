@@ -12,11 +12,8 @@ from tests.integration.interfaces.test_group_commit import oru
 
 
 @pytest.fixture
-def services(tmp_path):
-    from digitalfront.app import build_services
-    from digitalfront.config import Settings
-
-    return build_services(Settings(database_url=f"sqlite:///{tmp_path}/obx.db", auth=False, hl7_workers=0))
+def services(services_factory):
+    return services_factory(hl7_workers=0)  # SQLite; the writer maps (no worker processes to start)
 
 
 @pytest.mark.parametrize(("vtype", "obx5", "value"), [

@@ -15,11 +15,8 @@ ANALYSIS = "http://hl7.org/fhir/StructureDefinition/observation-analysis-date-ti
 
 
 @pytest.fixture
-def services(tmp_path):
-    from digitalfront.app import build_services
-    from digitalfront.config import Settings
-
-    return build_services(Settings(database_url=f"sqlite:///{tmp_path}/ts.db", auth=False, hl7_workers=0))
+def services(services_factory):
+    return services_factory(hl7_workers=0)  # SQLite; the writer maps (no worker processes to start)
 
 
 def lab(cid: str, *, obr7: str = "20240101110000", obr8: str = "", obr22: str = "", obx14: str = "",
