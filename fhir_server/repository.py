@@ -92,7 +92,14 @@ class FhirRepository(Protocol):
         ...
 
     def unit_of_work(self) -> AbstractContextManager[FhirRepository]:
-        """A repository bound to one DB transaction (commit on exit, rollback on error)."""
+        """A repository bound to one DB transaction (commit on exit, rollback on error). A write that lost a race
+        with a concurrent transaction (the same new id created twice, a deadlock) raises a 409 conflict."""
+        ...
+
+    def lock_criteria(self, all_criteria: list[tuple[str, tuple[tuple[str, str], ...]]]) -> None:
+        """Inside a unit of work, before the searches of conditional writes (``(type, sorted params)`` each): until
+        it ends, other transactions' conditional writes with the same criteria wait for it, so the second one
+        finds what the first created instead of creating a duplicate."""
         ...
 
     def iter_current(self, resource_types: list[str] | None = None,

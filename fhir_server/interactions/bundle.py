@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 from fhir_server import authz
 from fhir_server.errors import Issue, OperationOutcomeError, bad_request, operation_outcome
 from fhir_server.ids import new_id as make_id
-from fhir_server.interactions.common import match_conditional, multiple_matches
+from fhir_server.interactions.common import match_conditional, multiple_matches, write_criteria
 from fhir_server.interactions.prepared import (
     CONDITIONAL_REF,
     PreparedBundle,
@@ -153,6 +153,7 @@ def _transaction(router: FhirRouter, req: FhirRequest, repo: FhirRepository, ent
             mapping: dict[str, str] = {}
             assigned: dict[int, str] = {}
             matched: dict[int, StoredResource] = {}  # conditional PUTs resolved here: not searched again
+            uow.lock_criteria(_conditional_writes(entries))  # all at once, in one order (see match_for_write)
             # 1. placeholders: POSTs get their ids now; conditional creates/updates resolve by search
             for i, e in enumerate(entries):
                 method = e["request"]["method"].upper()
@@ -271,6 +272,23 @@ def _transaction(router: FhirRouter, req: FhirRequest, repo: FhirRepository, ent
         raise OperationOutcomeError(err.status, issues) from err
     return {"resourceType": "Bundle", "type": "transaction-response",
             "entry": [results[i] for i in range(len(entries))]}
+
+
+def _conditional_writes(entries: list[JsonDict]) -> list[tuple[str, tuple[tuple[str, str], ...]]]:
+    """The criteria of the transaction's conditional creates and updates (malformed ones are refused later)."""
+    found = []
+    for e in entries:
+        req, res = e["request"], e.get("resource")
+        method, url = str(req["method"]).upper(), str(req["url"])
+        try:
+            if method == "POST" and isinstance(res, dict) and req.get("ifNoneExist"):
+                found.append(write_criteria(str(res.get("resourceType")),
+                                            str(req["ifNoneExist"]).lstrip("?").split("?", 1)[-1]))
+            elif method == "PUT" and "?" in url:
+                found.append(write_criteria(*url.split("?", 1)))
+        except OperationOutcomeError:
+            continue
+    return found
 
 
 def _usable(router: FhirRouter, prepared: Any, entries: list[JsonDict]) -> PreparedBundle | None:

@@ -106,13 +106,32 @@ def write_response(req: FhirRequest, stored: StoredResource, status: int, outcom
     return FhirResponse(status, stored.resource, headers)
 
 
-def match_conditional(router: FhirRouter, repo: FhirRepository, resource_type: str, query: str | list[tuple[str, str]],
-                      limit: int = 2) -> list[StoredResource]:
-    """Resources matching a conditional URL's query; raise 400 when it has no criteria."""
+def conditional_params(query: str | list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A conditional URL's search criteria; raise 400 when it has none."""
     params = parse_qsl(query, keep_blank_values=True) if isinstance(query, str) else query
     params = [(k, v) for k, v in params if k not in ("_format", "_pretty")]
     if not params:
         raise bad_request("A conditional request needs search criteria")
+    return params
+
+
+def write_criteria(resource_type: str, query: str | list[tuple[str, str]]) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """What ``FhirRepository.lock_criteria`` locks for a conditional write (the parameters in any order)."""
+    return resource_type, tuple(sorted(conditional_params(query)))
+
+
+def match_for_write(router: FhirRouter, repo: FhirRepository, resource_type: str,
+                    query: str | list[tuple[str, str]]) -> list[StoredResource]:
+    """``match_conditional`` for a conditional create or update, in ``repo``'s unit of work: the criteria are
+    locked first, so a concurrent write with the same criteria cannot create a duplicate meanwhile."""
+    repo.lock_criteria([write_criteria(resource_type, query)])
+    return match_conditional(router, repo, resource_type, query)
+
+
+def match_conditional(router: FhirRouter, repo: FhirRepository, resource_type: str, query: str | list[tuple[str, str]],
+                      limit: int = 2) -> list[StoredResource]:
+    """Resources matching a conditional URL's query; raise 400 when it has no criteria."""
+    params = conditional_params(query)
     parsed = router.search_parser().parse([resource_type], params)
     parsed.query.count = limit
     parsed.query.total = "none"

@@ -8,7 +8,7 @@ from fhir_server import authz
 from fhir_server.errors import bad_request
 from fhir_server.interactions.common import (
     check_type,
-    match_conditional,
+    match_for_write,
     multiple_matches,
     request_resource,
     resource_headers,
@@ -29,14 +29,22 @@ def create(router: FhirRouter, req: FhirRequest, repo: FhirRepository, resource_
     if resource["resourceType"] != resource_type:
         raise bad_request(f"Body is a {resource['resourceType']} but the URL says {resource_type}")
     condition = req.headers.get("if-none-exist")
-    if condition:
-        found = match_conditional(router, repo, resource_type, condition.lstrip("?").split("?", 1)[-1])
+    if not condition:
+        return _store(router, req, repo, resource, assigned_id)
+    with repo.unit_of_work() as uow:  # the search and the create in one transaction (see match_for_write)
+        found = match_for_write(router, uow, resource_type, condition.lstrip("?").split("?", 1)[-1])
         if len(found) > 1:
             raise multiple_matches("If-None-Exist")
         if found:
             existing = found[0]
             authz.check_resource(req.context, "read", existing.resource or {})
             return FhirResponse(200, existing.resource, resource_headers(req, existing, with_location=True))
+        return _store(router, req, uow, resource, assigned_id)
+
+
+def _store(router: FhirRouter, req: FhirRequest, repo: FhirRepository, resource: dict, assigned_id: str | None
+           ) -> FhirResponse:
+    resource_type = resource["resourceType"]
     resource = {k: v for k, v in resource.items() if k != "id"}  # the server assigns the id on create
     if not req.prevalidated:
         router.validate_write(resource, "create")

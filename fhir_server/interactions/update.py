@@ -9,7 +9,7 @@ from fhir_server.errors import bad_request
 from fhir_server.interactions.common import (
     check_id,
     check_type,
-    match_conditional,
+    match_for_write,
     multiple_matches,
     parse_etag,
     request_resource,
@@ -57,23 +57,24 @@ def conditional_update(router: FhirRouter, req: FhirRequest, repo: FhirRepositor
     resource = request_resource(req)
     if resource["resourceType"] != resource_type:
         raise bad_request(f"Body is a {resource['resourceType']} but the URL says {resource_type}")
-    found = match_conditional(router, repo, resource_type, req.query)
-    if len(found) > 1:
-        raise multiple_matches("Conditional update")
-    if found:
-        target = found[0]
-        if "id" in resource and resource["id"] != target.id:
-            raise bad_request(f"Body id {resource['id']!r} differs from the matched resource {target.id!r}")
-        authz.check_resource(req.context, "update", target.resource or {})
-        return _store(router, req, repo, {**resource, "id": target.id}, parse_etag(req.headers.get("if-match")))
-    if "id" in resource:
-        check_id(resource["id"])
-        if repo_exists(repo, resource_type, resource["id"]):
-            raise bad_request(f"No match for the criteria, but {resource_type}/{resource['id']} exists")
-        return _store(router, req, repo, resource, None)
-    from fhir_server.interactions.create import create
+    with repo.unit_of_work() as uow:  # the search and the write in one transaction (see match_for_write)
+        found = match_for_write(router, uow, resource_type, req.query)
+        if len(found) > 1:
+            raise multiple_matches("Conditional update")
+        if found:
+            target = found[0]
+            if "id" in resource and resource["id"] != target.id:
+                raise bad_request(f"Body id {resource['id']!r} differs from the matched resource {target.id!r}")
+            authz.check_resource(req.context, "update", target.resource or {})
+            return _store(router, req, uow, {**resource, "id": target.id}, parse_etag(req.headers.get("if-match")))
+        if "id" in resource:
+            check_id(resource["id"])
+            if repo_exists(uow, resource_type, resource["id"]):
+                raise bad_request(f"No match for the criteria, but {resource_type}/{resource['id']} exists")
+            return _store(router, req, uow, resource, None)
+        from fhir_server.interactions.create import create
 
-    return create(router, req, repo, resource_type)
+        return create(router, req, uow, resource_type)
 
 
 def repo_exists(repo: FhirRepository, resource_type: str, id: str) -> bool:

@@ -27,6 +27,7 @@ from fhir_server.repository import PartialStepWrite, StoredResource, WriteResult
 from fhir_server.search.extract import Extractor, IndexRows
 from fhir_server.search.query import SearchQuery, SearchResult
 from fhir_server.search.registry import SearchParamRegistry, default_registry
+from fhir_server.storage import concurrency
 from fhir_server.storage import tables as T
 from fhir_server.storage.engine import any_of, driver_rows, is_sqlite, list_param, param_mark, writer
 from fhir_server.storage.jobs import JobStore
@@ -198,10 +199,23 @@ class SqlFhirRepository(ResourceQueries, JobStore):
             with conn.begin():
                 yield view
                 view._flush()
+        except Exception as exc:  # noqa: BLE001 - re-raised unless it is a lost race
+            lost = concurrency.lost_race(exc)
+            if lost is None:
+                raise
+            raise lost from exc
         finally:
             conn.close()
         for ev in view._events:
             self.events.publish(ev)
+
+    def lock_criteria(self, all_criteria: list[concurrency.Criteria]) -> None:
+        """See ``FhirRepository.lock_criteria``: PostgreSQL advisory locks; on SQLite this transaction holds the
+        write lock already (``BEGIN IMMEDIATE``)."""
+        if self._conn is None:
+            raise RuntimeError("lock_criteria needs a unit of work: the locks last until it ends")
+        if not self.sqlite:
+            concurrency.lock_criteria(self._conn, all_criteria)
 
     @contextmanager
     def savepoint(self) -> Iterator[SqlFhirRepository]:

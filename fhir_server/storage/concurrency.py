@@ -1,0 +1,59 @@
+"""Writers racing each other: conditional writes serialised by their criteria, lost races answered 409.
+
+A conditional create or update searches and then writes. Two of them with the same criteria at once (two API
+replicas, an HL7v2 listener beside them) both search before either commits, find nothing, and both create:
+two Patients with one MRN. On SQLite a writer holds the database's write lock from ``BEGIN IMMEDIATE``, so a
+search inside the writing transaction already sees every earlier commit. On PostgreSQL (READ COMMITTED) the
+writer first takes a transaction-scoped advisory lock per (resource type, criteria): the second waits for the
+first to commit, and its search, a new statement, then sees what the first created. HAPI FHIR closes the same
+race with a unique index on conditional-create URLs; the lock also covers conditional updates that create.
+Writes whose criteria differ but match the same resource (``identifier=a`` and ``identifier=a,b``) are not
+serialised by it.
+
+Races the database itself settles, a unique (type, id) key two creates of one new id both wrote, a deadlock
+between two transactions' locks, become 409 Conflict asking the client to retry, as a version conflict does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
+
+from fhir_server.errors import OperationOutcomeError, conflict
+
+Criteria = tuple[str, tuple[tuple[str, str], ...]]  # (resource type, search parameters sorted)
+
+# SQLSTATEs of lost races: another transaction's unique key, a deadlock, a serialization failure
+_UNIQUE_VIOLATION, _RETRYABLE = "23505", frozenset({"40P01", "40001"})
+_RESOURCE_KEY = "uq_resource_type_id"
+
+
+def lock_key(c: Criteria) -> int:
+    """A signed 64-bit key for ``pg_advisory_xact_lock``, the same in every process."""
+    rt, params = c
+    text = "\x1f".join([rt, *(f"{k}\x1e{v}" for k, v in params)])
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+def lock_criteria(conn: Connection, all_criteria: Iterable[Criteria]) -> None:
+    """PostgreSQL: lock each distinct criteria until ``conn``'s transaction ends, in key order (two transactions
+    locking overlapping sets never wait for each other in a cycle)."""
+    keys = sorted({lock_key(c) for c in all_criteria})
+    if keys:
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k", (keys,))
+
+
+def lost_race(exc: BaseException) -> OperationOutcomeError | None:
+    """The 409 for a database error that means another transaction won a race; None for any other error.
+
+    ``exc``: SQLAlchemy's wrapper, or the driver's own error (the write path's bulk inserts use its cursor)."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    state = getattr(orig, "sqlstate", None)
+    if state in _RETRYABLE:
+        return conflict("The write conflicted with a concurrent transaction; retry")
+    if state == _UNIQUE_VIOLATION and getattr(getattr(orig, "diag", None), "constraint_name", None) == _RESOURCE_KEY:
+        return conflict("The resource was created by a concurrent request; retry (it now exists)")
+    return None
