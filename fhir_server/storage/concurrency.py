@@ -40,7 +40,9 @@ def lock_key(c: Criteria) -> int:
 
 def lock_criteria(conn: Connection, all_criteria: Iterable[Criteria]) -> None:
     """PostgreSQL: lock each distinct criteria until ``conn``'s transaction ends, in key order (two transactions
-    locking overlapping sets never wait for each other in a cycle)."""
+    that each lock their whole set in one call cannot deadlock on them; an HL7v2 group commit locks one
+    message's set at a time, and a deadlock it meets fails the group, which is then applied message by
+    message)."""
     keys = sorted({lock_key(c) for c in all_criteria})
     if keys:
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k", (keys,))
