@@ -32,6 +32,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -321,10 +322,14 @@ class MessageStore:
         since: datetime | None = None,
         until: datetime | None = None,
         ids: list[int] | None = None,
+        control_id: str | None = None,
+        contains: bytes | None = None,
         limit: int = 100,
         offset: int = 0,
         order_desc: bool = True,
     ) -> list[StoredMessage]:
+        """``contains``: bytes anywhere in the raw message (an MRN, an order number), exact case; a scan of the
+        messages the other filters leave, like an interface engine's content search."""
         q = select(messages)
         if status:
             q = q.where(messages.c.status == status)
@@ -332,6 +337,12 @@ class MessageStore:
             q = q.where(messages.c.message_type.startswith(message_type.upper(), autoescape=True))
         if sender:
             q = q.where((messages.c.sending_application == sender) | (messages.c.sending_facility == sender))
+        if control_id:
+            q = q.where(messages.c.control_id == control_id)
+        if contains:
+            needle = bindparam("needle", contains, type_=LargeBinary)
+            q = q.where(func.instr(messages.c.raw, needle) > 0 if self.engine.dialect.name == "sqlite"
+                        else text("position(CAST(:needle AS bytea) IN hl7v2_message.raw) > 0").bindparams(needle))
         if since:
             q = q.where(messages.c.received_at >= since)
         if until:

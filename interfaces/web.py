@@ -44,6 +44,16 @@ def _int(name: str, default: int, maximum: int) -> int:
     return min(int(raw), maximum)
 
 
+def _contains() -> bytes | None:
+    """``contains``: text to find in the raw messages, as UTF-8 bytes (what most feeds send)."""
+    raw = request.args.get("contains")
+    if not raw:
+        return None
+    if len(raw) > 200:
+        raise bad_request("contains is limited to 200 characters")
+    return raw.encode()
+
+
 def create_blueprint(services: Any, pipeline: Hl7Pipeline) -> Blueprint:
     bp = Blueprint("hl7v2", __name__)
 
@@ -108,6 +118,8 @@ def create_blueprint(services: Any, pipeline: Hl7Pipeline) -> Blueprint:
             sender=request.args.get("sender") or None,
             since=_date("since"),
             until=_date("until"),
+            control_id=request.args.get("controlId") or None,
+            contains=_contains(),
             limit=_int("_count", 100, 1000),
             offset=_int("_offset", 0, 10**9),
         )

@@ -165,6 +165,21 @@ def test_search_filters(store, writer):
     assert len(store.search(sender="HOSP")) == 1
 
 
+def test_find_by_control_id_and_by_content(store, writer):
+    """What an engineer asks first about a feed: "where is message X", "what came for MRN Y"."""
+    p = Hl7Pipeline(store, writer)
+    p.ingest(adt("c1", mrn="4_%7"), "t")  # LIKE's wildcards in an MRN are plain characters here
+    p.ingest(adt("c2", mrn="4a%7"), "t")
+    p.ingest(adt("c3", mrn="507"), "t")
+    p.ingest(b"junk with 4_%7 in it", "t")
+    assert [m.control_id for m in store.search(control_id="c2")] == ["c2"]
+    assert store.search(control_id="c") == []  # exact, not a prefix
+    assert sorted(m.control_id or m.status for m in store.search(contains=b"4_%7")) == ["c1", "rejected"]
+    assert [m.control_id for m in store.search(contains=b"PID|1||507^", status="processed")] == ["c3"]
+    assert store.search(contains=b"pid|1||507") == []  # exact case
+    assert store.search(contains=b"\x00") == []
+
+
 def test_time_filters_compare_instants_not_wall_clocks(store, writer):
     """``since``/``until`` with any UTC offset mean the same instant (SQLite keeps no offset of its own)."""
     p = Hl7Pipeline(store, writer)
