@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from fhir_server.errors import OperationOutcomeError
 from fhir_server.model import FhirRequest
 from fhir_server.storage.repository import SqlFhirRepository
 
@@ -155,3 +156,32 @@ def test_racing_creates_of_one_new_id_never_fail_with_500(services: Any, monkeyp
         issue = loser.resource["issue"][0]
         assert issue["code"] == "conflict" and "retry" in issue["diagnostics"]
     assert len(_patients(services)) == 1
+
+
+def test_a_deadlock_between_two_writers_is_a_409_for_one_and_the_other_commits(
+        services: Any, db_url: str) -> None:
+    """Two transactions taking criteria locks in opposite orders (a Bundle's are taken at once, in key order,
+    but an HL7v2 group commit takes one message's at a time): PostgreSQL breaks the cycle by failing one,
+    which must be a 409 asking to retry, not a 500."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite serialises writers at BEGIN IMMEDIATE: no lock cycle can form")
+    a = ("Patient", (("identifier", "urn:a|1"),))
+    b = ("Patient", (("identifier", "urn:b|1"),))
+    holding = threading.Barrier(2, timeout=10)
+
+    def writer(first: Any, then: Any) -> Callable[[], str]:
+        def run() -> str:
+            with services.repo.unit_of_work() as uow:
+                uow.lock_criteria([first])
+                holding.wait()  # both hold their first lock: each now waits for the other's
+                uow.lock_criteria([then])
+                uow.create({"resourceType": "Patient", "identifier": [{"system": "urn:x", "value": "1"}]})
+            return "committed"
+        return run
+
+    results = race(writer(a, b), writer(b, a))
+    assert sorted(map(type, results), key=lambda t: t.__name__) == [OperationOutcomeError, str], results
+    lost = next(r for r in results if isinstance(r, OperationOutcomeError))
+    assert lost.status == 409 and "retry" in str(lost.outcome()), lost.outcome()
+    found = services.router.handle(FhirRequest("GET", "Patient", [("identifier", "urn:x|1")]))
+    assert len(found.resource.get("entry", [])) == 1  # the survivor's write, and nothing of the loser's
