@@ -67,7 +67,7 @@ SUPPORTED_VERSIONS = (
 
 @dataclass(frozen=True)
 class Header:
-    """The MSH facts the store, dedup and ACK need."""
+    """The MSH facts the store, dedup and ACK need, and the patient's identifier the store files it under."""
 
     sending_application: str
     sending_facility: str
@@ -82,6 +82,7 @@ class Header:
     version: str
     accept_ack_type: str
     application_ack_type: str
+    patient_id: str = ""  # PID-3.1 of the MR identifier, else of the first one ("" without a PID)
 
     @property
     def message_type(self) -> str:
@@ -118,7 +119,19 @@ def header_of(msg: Er7Message) -> Header:
         version=msh.get(12, 1),
         accept_ack_type=msh.get(15, 1).upper(),
         application_ack_type=msh.get(16, 1).upper(),
+        patient_id=_patient_id(msg),
     )
+
+
+def _patient_id(msg: Er7Message) -> str:
+    """The identifier an engineer looks a patient's messages up by (``GET /hl7v2/messages?patient=``): the
+    value of the MR in PID-3, else of its first identifier. Read for every message, mappable or not, so that
+    the messages that failed are found too."""
+    pid = msg.first("PID")
+    if pid is None:
+        return ""
+    ids = [f for f in pid.fields_of(3) if f.c(1)]
+    return next((f.c(1) for f in ids if f.c(5).upper() == "MR"), ids[0].c(1) if ids else "")
 
 
 # HL7 table 0211 (MSH-18) -> Python codec. UTF-16/32 are left out: MLLP's single-byte framing excludes them.

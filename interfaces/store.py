@@ -95,6 +95,7 @@ messages = Table(
 Index("ix_hl7v2_message_key", messages.c.sending_application, messages.c.sending_facility, messages.c.control_id)
 Index("ix_hl7v2_message_status", messages.c.status, messages.c.id)
 Index("ix_hl7v2_message_received", messages.c.received_at)
+Index("ix_hl7v2_message_patient", messages.c.patient_key, messages.c.id)
 
 
 def _json_load(text: str | None) -> Any:
@@ -136,6 +137,7 @@ class StoredMessage:
             "sendingApplication": self.sending_application,
             "sendingFacility": self.sending_facility,
             "controlId": self.control_id,
+            "patientId": self.patient_key,
             "messageType": self.message_type,
             "structure": self.structure,
             "version": self.version,
@@ -230,7 +232,6 @@ class MessageStore:
         source: str,
         status: str,
         header: Any = None,
-        patient_key: str = "",
         ack_code: str | None = None,
         ack: bytes | None = None,
         outcome: Any = None,
@@ -242,7 +243,6 @@ class MessageStore:
             "source": source[:200],
             "raw": raw,
             "status": status,
-            "patient_key": patient_key[:300],
             "ack_code": ack_code,
             "ack": ack,
             "outcome": json.dumps(outcome) if outcome is not None else None,
@@ -260,6 +260,7 @@ class MessageStore:
             structure=h.structure[:20] if h else "",
             version=h.version[:10] if h else "",
             message_datetime=h.message_datetime[:40] if h else "",
+            patient_key=h.patient_id[:300] if h else "",
             processed_at=values["received_at"] if status != "received" else None,
         )
         with self._writing(conn) as c:  # one statement object for every message: compiled once
@@ -323,6 +324,7 @@ class MessageStore:
         until: datetime | None = None,
         ids: list[int] | None = None,
         control_id: str | None = None,
+        patient: str | None = None,
         contains: bytes | None = None,
         limit: int = 100,
         offset: int = 0,
@@ -339,6 +341,8 @@ class MessageStore:
             q = q.where((messages.c.sending_application == sender) | (messages.c.sending_facility == sender))
         if control_id:
             q = q.where(messages.c.control_id == control_id)
+        if patient:
+            q = q.where(messages.c.patient_key == patient)
         if contains:
             needle = bindparam("needle", contains, type_=LargeBinary)
             q = q.where(func.instr(messages.c.raw, needle) > 0 if self.engine.dialect.name == "sqlite"

@@ -119,6 +119,7 @@ def create_blueprint(services: Any, pipeline: Hl7Pipeline) -> Blueprint:
             since=_date("since"),
             until=_date("until"),
             control_id=request.args.get("controlId") or None,
+            patient=request.args.get("patient") or None,
             contains=_contains(),
             limit=_int("_count", 100, 1000),
             offset=_int("_offset", 0, 10**9),

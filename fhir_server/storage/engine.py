@@ -187,10 +187,14 @@ def create_tables(engine: Engine, metadata: MetaData) -> None:
     """``metadata.create_all`` for a package's own tables, safe when several processes run it at once.
 
     Unlocked, two workers starting on a new PostgreSQL database both saw a table missing and both created
-    it: one failed with a unique violation on ``pg_type`` and gunicorn stopped the server."""
+    it: one failed with a unique violation on ``pg_type`` and gunicorn stopped the server. An index added to
+    a table after a database was created is created too (``create_all`` skips the tables that exist)."""
     with engine.begin() as conn:
         lock_schema(conn)
         metadata.create_all(conn)
+        for table in metadata.sorted_tables:
+            for index in table.indexes:
+                index.create(conn, checkfirst=True)
 
 
 def any_of(sqlite: bool) -> str:

@@ -98,7 +98,7 @@ def test_a_batch_posted_is_ingested_message_by_message_and_answered_with_a_batch
     assert status == 400 and "no message" in json.loads(body)["issue"][0]["diagnostics"]
 
 
-def test_messages_found_by_control_id_and_by_content(live_server):
+def test_messages_found_by_control_id_patient_and_content(live_server):
     from tests.integration.interfaces.test_through_router import adt
 
     for cid, mrn in (("find-1", "880"), ("find-2", "881"), ("find-3", "880")):
@@ -107,6 +107,8 @@ def test_messages_found_by_control_id_and_by_content(live_server):
     assert status == 200 and [m["controlId"] for m in json.loads(body)["messages"]] == ["find-2"]
     query = urllib.parse.urlencode({"contains": "PID|1||880^", "type": "ADT"})
     status, body = call(live_server.url + "/hl7v2/messages?" + query)
+    assert status == 200 and [m["controlId"] for m in json.loads(body)["messages"]] == ["find-3", "find-1"]
+    status, body = call(live_server.url + "/hl7v2/messages?patient=880")
     assert status == 200 and [m["controlId"] for m in json.loads(body)["messages"]] == ["find-3", "find-1"]
     status, body = call(live_server.url + "/hl7v2/messages?contains=" + "x" * 201)
     assert status == 400 and json.loads(body)["resourceType"] == "OperationOutcome"

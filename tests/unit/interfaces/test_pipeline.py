@@ -177,6 +177,29 @@ def test_find_by_control_id_and_by_content(store, writer):
     assert sorted(m.control_id or m.status for m in store.search(contains=b"4_%7")) == ["c1", "rejected"]
     assert [m.control_id for m in store.search(contains=b"PID|1||507^", status="processed")] == ["c3"]
     assert store.search(contains=b"pid|1||507") == []  # exact case
+
+
+def test_find_a_patients_messages_failed_ones_included(store, writer):
+    p = Hl7Pipeline(store, writer)
+    p.ingest(adt("p1", mrn="610"), "t")
+    p.ingest(adt("p2", mrn="611"), "t")
+    # the MR wins over an identifier listed before it; a message that fails to map is filed under it too
+    p.ingest(adt("p3", mrn="X9^^^HOSP^PI~610").replace(b"|19800101|", b"|1980-13-45|"), "t")
+    p.ingest(adt("p4", mrn="610").replace(b"2.5.1", b"9.9"), "t")  # refused (AR): still filed
+    found = store.search(patient="610")
+    assert [(m.control_id, m.status) for m in found] == [("p4", "rejected"), ("p3", "error"), ("p1", "processed")]
+    assert found[0].summary()["patientId"] == "610"
+    assert store.search(patient="X9") == [] and store.search(patient="61") == []
+
+
+def test_an_index_added_later_is_created_on_an_existing_store(store):
+    from sqlalchemy import inspect
+
+    with store.engine.begin() as conn:
+        conn.execute(text("DROP INDEX ix_hl7v2_message_patient"))
+    assert "ix_hl7v2_message_patient" not in {i["name"] for i in inspect(store.engine).get_indexes("hl7v2_message")}
+    MessageStore(store.engine)  # a server starting on a database made before the index existed
+    assert "ix_hl7v2_message_patient" in {i["name"] for i in inspect(store.engine).get_indexes("hl7v2_message")}
     assert store.search(contains=b"\x00") == []
 
 
