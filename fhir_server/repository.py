@@ -53,6 +53,10 @@ class WriteResult:
     events: list[object] = field(default_factory=list)
 
 
+# A conditional write's criteria: (resource type, its search parameters sorted), what ``lock_criteria`` locks
+ConditionalCriteria = tuple[str, tuple[tuple[str, str], ...]]
+
+
 class FhirRepository(Protocol):
     """Versioned storage of FHIR resources plus their search index.
 
@@ -96,8 +100,8 @@ class FhirRepository(Protocol):
         with a concurrent transaction (the same new id created twice, a deadlock) raises a 409 conflict."""
         ...
 
-    def lock_criteria(self, all_criteria: list[tuple[str, tuple[tuple[str, str], ...]]]) -> None:
-        """Inside a unit of work, before the searches of conditional writes (``(type, sorted params)`` each): until
+    def lock_criteria(self, all_criteria: list[ConditionalCriteria]) -> None:
+        """Inside a unit of work, before the searches of conditional writes: until
         it ends, other transactions' conditional writes with the same criteria wait for it, so the second one
         finds what the first created instead of creating a duplicate."""
         ...

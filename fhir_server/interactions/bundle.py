@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 from fhir_server import authz
 from fhir_server.errors import Issue, OperationOutcomeError, bad_request, operation_outcome
 from fhir_server.ids import new_id as make_id
-from fhir_server.interactions.common import match_conditional, multiple_matches, write_criteria
+from fhir_server.interactions.common import if_none_exist_query, match_conditional, multiple_matches, write_criteria
 from fhir_server.interactions.prepared import (
     CONDITIONAL_REF,
     PreparedBundle,
@@ -26,7 +26,7 @@ from fhir_server.interactions.prepared import (
     trusted_validation,
 )
 from fhir_server.model import FhirRequest, FhirResponse, Headers, JsonDict
-from fhir_server.repository import FhirRepository, StoredResource
+from fhir_server.repository import ConditionalCriteria, FhirRepository, StoredResource
 
 if TYPE_CHECKING:
     from fhir_server.router import FhirRouter
@@ -163,7 +163,7 @@ def _transaction(router: FhirRouter, req: FhirRequest, repo: FhirRepository, ent
                 if method == "POST" and res is not None:
                     if e["request"].get("ifNoneExist"):
                         found = match_conditional(router, uow, res["resourceType"],
-                                                  str(e["request"]["ifNoneExist"]).lstrip("?").split("?", 1)[-1])
+                                                  if_none_exist_query(str(e["request"]["ifNoneExist"])))
                         if len(found) > 1:
                             raise multiple_matches(f"entry {i} ifNoneExist")
                         if found:
@@ -274,16 +274,15 @@ def _transaction(router: FhirRouter, req: FhirRequest, repo: FhirRepository, ent
             "entry": [results[i] for i in range(len(entries))]}
 
 
-def _conditional_writes(entries: list[JsonDict]) -> list[tuple[str, tuple[tuple[str, str], ...]]]:
+def _conditional_writes(entries: list[JsonDict]) -> list[ConditionalCriteria]:
     """The criteria of the transaction's conditional creates and updates (malformed ones are refused later)."""
-    found = []
+    found: list[ConditionalCriteria] = []
     for e in entries:
         req, res = e["request"], e.get("resource")
         method, url = str(req["method"]).upper(), str(req["url"])
         try:
             if method == "POST" and isinstance(res, dict) and req.get("ifNoneExist"):
-                found.append(write_criteria(str(res.get("resourceType")),
-                                            str(req["ifNoneExist"]).lstrip("?").split("?", 1)[-1]))
+                found.append(write_criteria(str(res.get("resourceType")), if_none_exist_query(str(req["ifNoneExist"]))))
             elif method == "PUT" and "?" in url:
                 found.append(write_criteria(*url.split("?", 1)))
         except OperationOutcomeError:

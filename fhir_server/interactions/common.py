@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl
 from fhir_server import formats
 from fhir_server.errors import Issue, OperationOutcomeError, bad_request, informational, not_found
 from fhir_server.model import FhirRequest, FhirResponse, Headers, JsonDict
-from fhir_server.repository import FhirRepository, StoredResource
+from fhir_server.repository import ConditionalCriteria, FhirRepository, StoredResource
 from fhir_server.validation.primitives import ID_RE
 
 if TYPE_CHECKING:
@@ -115,7 +115,12 @@ def conditional_params(query: str | list[tuple[str, str]]) -> list[tuple[str, st
     return params
 
 
-def write_criteria(resource_type: str, query: str | list[tuple[str, str]]) -> tuple[str, tuple[tuple[str, str], ...]]:
+def if_none_exist_query(value: str) -> str:
+    """The query of an ``If-None-Exist`` header or ``ifNoneExist`` element (``[Type?]query``, a ``?`` allowed first)."""
+    return value.lstrip("?").split("?", 1)[-1]
+
+
+def write_criteria(resource_type: str, query: str | list[tuple[str, str]]) -> ConditionalCriteria:
     """What ``FhirRepository.lock_criteria`` locks for a conditional write (the parameters in any order)."""
     return resource_type, tuple(sorted(conditional_params(query)))
 

@@ -8,6 +8,7 @@ from fhir_server import authz
 from fhir_server.errors import bad_request
 from fhir_server.interactions.common import (
     check_type,
+    if_none_exist_query,
     match_for_write,
     multiple_matches,
     request_resource,
@@ -32,7 +33,7 @@ def create(router: FhirRouter, req: FhirRequest, repo: FhirRepository, resource_
     if not condition:
         return _store(router, req, repo, resource, assigned_id)
     with repo.unit_of_work() as uow:  # the search and the create in one transaction (see match_for_write)
-        found = match_for_write(router, uow, resource_type, condition.lstrip("?").split("?", 1)[-1])
+        found = match_for_write(router, uow, resource_type, if_none_exist_query(condition))
         if len(found) > 1:
             raise multiple_matches("If-None-Exist")
         if found:

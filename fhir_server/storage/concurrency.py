@@ -23,22 +23,21 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 from fhir_server.errors import OperationOutcomeError, conflict
-
-Criteria = tuple[str, tuple[tuple[str, str], ...]]  # (resource type, search parameters sorted)
+from fhir_server.repository import ConditionalCriteria
 
 # SQLSTATEs of lost races: another transaction's unique key, a deadlock, a serialization failure
 _UNIQUE_VIOLATION, _RETRYABLE = "23505", frozenset({"40P01", "40001"})
 _RESOURCE_KEY = "uq_resource_type_id"
 
 
-def lock_key(c: Criteria) -> int:
+def lock_key(c: ConditionalCriteria) -> int:
     """A signed 64-bit key for ``pg_advisory_xact_lock``, the same in every process."""
     rt, params = c
     text = "\x1f".join([rt, *(f"{k}\x1e{v}" for k, v in params)])
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)
 
 
-def lock_criteria(conn: Connection, all_criteria: Iterable[Criteria]) -> None:
+def lock_criteria(conn: Connection, all_criteria: Iterable[ConditionalCriteria]) -> None:
     """PostgreSQL: lock each distinct criteria until ``conn``'s transaction ends, in key order (two transactions
     that each lock their whole set in one call cannot deadlock on them; an HL7v2 group commit locks one
     message's set at a time, and a deadlock it meets fails the group, which is then applied message by

@@ -23,7 +23,7 @@ from fhir_server.errors import conflict, gone, not_found, precondition_failed, u
 from fhir_server.events import EventBus, ResourceChanged
 from fhir_server.ids import new_id
 from fhir_server.model import JsonDict
-from fhir_server.repository import PartialStepWrite, StoredResource, WriteResult
+from fhir_server.repository import ConditionalCriteria, PartialStepWrite, StoredResource, WriteResult
 from fhir_server.search.extract import Extractor, IndexRows
 from fhir_server.search.query import SearchQuery, SearchResult
 from fhir_server.search.registry import SearchParamRegistry, default_registry
@@ -209,7 +209,7 @@ class SqlFhirRepository(ResourceQueries, JobStore):
         for ev in view._events:
             self.events.publish(ev)
 
-    def lock_criteria(self, all_criteria: list[concurrency.Criteria]) -> None:
+    def lock_criteria(self, all_criteria: list[ConditionalCriteria]) -> None:
         """See ``FhirRepository.lock_criteria``: PostgreSQL advisory locks; on SQLite this transaction holds the
         write lock already (``BEGIN IMMEDIATE``)."""
         if self._conn is None:
