@@ -47,7 +47,7 @@ class Mapped:
 
 def map_message(msg: Er7Message, header: Header, msg_id: int) -> Mapped:
     try:
-        bundle, _patient = map_to_bundle(msg, header, store_id=msg_id)
+        bundle = map_to_bundle(msg, header, store_id=msg_id)
     except UnsupportedMessage as exc:
         return Mapped(unsupported=str(exc))
     except MappingError as exc:

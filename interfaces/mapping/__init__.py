@@ -52,14 +52,14 @@ class UnsupportedMessage(Exception):
     """No mapper for this structure (answered AR with HL7 error 200/201)."""
 
 
-def map_to_bundle(msg: Er7Message, header: Header, *, store_id: int | None = None) -> tuple[dict[str, Any], str]:
-    """Map one parsed message to a transaction Bundle; returns (bundle, patient key)."""
+def map_to_bundle(msg: Er7Message, header: Header, *, store_id: int | None = None) -> dict[str, Any]:
+    """Map one parsed message to a transaction Bundle."""
     mapper = MAPPERS.get(header.structure)
     if mapper is None:
         raise UnsupportedMessage(f"no mapping for {header.message_type} (structure {header.structure or '?'})")
     b = BundleBuilder(header)
     mapper(msg, b)
-    return b.bundle(store_id=store_id), b.patient_key
+    return b.bundle(store_id=store_id)
 
 
 __all__ = ["MAPPERS", "MappingError", "UnsupportedMessage", "map_to_bundle"]

@@ -65,7 +65,6 @@ class BundleBuilder:
     message_ref: str = ""  # "hl7v2-message/<store id>" when known
     entries: list[JsonDict] = field(default_factory=list)
     _by_key: dict[tuple[str, str, str], str] = field(default_factory=dict)
-    patient_key: str = ""
 
     def add(self, resource: JsonDict, *, key: JsonDict | None = None, mode: str = "update",
             also: tuple[JsonDict, ...] = ()) -> str:

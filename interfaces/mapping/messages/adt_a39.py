@@ -30,7 +30,6 @@ def map_message(msg: Er7Message, b: BundleBuilder) -> None:
     prior.setdefault("system", key.get("system"))
     if prior.get("system") == key.get("system") and prior["value"] == key["value"]:
         raise MappingError("MRG-1 names the surviving patient itself", "MRG^1^1", ("205", "Duplicate key identifier"))
-    b.patient_key = f"{key.get('system', '')}|{key['value']}"
     prior_url = f"Patient?{identifier_query(prior)}"
     survivor = b.entries[-1]["resource"]
     survivor["link"] = [

@@ -42,7 +42,6 @@ def patient_visit(
     pid = require(msg, "PID")
     ref, key = map_pid(pid, b, mode=patient_mode)
     patient = b.entries[-1]["resource"] if b.entries[-1]["fullUrl"] == ref else _find(b, ref)
-    b.patient_key = f"{key.get('system', '')}|{key['value']}"
     for nk1 in msg.all("NK1"):
         map_nk1(nk1, b, patient, ref)
     enc_ref = None

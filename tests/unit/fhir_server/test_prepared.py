@@ -40,7 +40,7 @@ def hl7_bundles() -> list[dict[str, Any]]:
     out = []
     for text in ig_messages().values():
         msg, header = parse(text.encode())
-        out.append(map_to_bundle(msg, header, store_id=7)[0])
+        out.append(map_to_bundle(msg, header, store_id=7))
     return out
 
 

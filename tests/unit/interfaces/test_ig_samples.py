@@ -26,7 +26,7 @@ FHIR = "{http://hl7.org/fhir}"
 
 def produced(text: str) -> dict[str, list[dict]]:
     msg, header = parse(text)
-    bundle, _ = map_to_bundle(msg, header)
+    bundle = map_to_bundle(msg, header)
     out: dict[str, list[dict]] = {}
     for e in bundle["entry"]:
         out.setdefault(e["resource"]["resourceType"], []).append(e["resource"])
