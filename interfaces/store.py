@@ -28,8 +28,6 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
-    create_engine,
-    event,
     func,
     select,
     text,
@@ -176,22 +174,6 @@ def _row(r: Any) -> StoredMessage:
         duplicate_of=m["duplicate_of"],
         attempts=m["attempts"],
     )
-
-
-def durable_sqlite_engine(url: str) -> Engine:
-    """A SQLite engine in WAL mode with synchronous=FULL: a commit survives power loss, not just kill -9."""
-    engine = create_engine(url)
-    if engine.dialect.name == "sqlite":
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, _rec: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.execute("PRAGMA busy_timeout=10000")
-            cur.close()
-
-    return engine
 
 
 # The statements of every message, built once (building them per call cost more than running them).

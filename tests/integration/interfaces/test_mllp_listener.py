@@ -10,11 +10,12 @@ import time
 import hl7.client
 import pytest
 
+from fhir_server.storage.engine import make_engine
 from interfaces.client import MllpClient, ack_code, split_batch
 from interfaces.framing import FS, VT, frame
 from interfaces.mllp import start_pipeline_listener, tls_context
 from interfaces.pipeline import Hl7Pipeline
-from interfaces.store import MessageStore, durable_sqlite_engine
+from interfaces.store import MessageStore
 from tests.unit.interfaces.hl7_testkit import RecordingWriter, ig_messages
 
 MSG = ("MSH|^~\\&|LAB|HOSP|DF|DF|20240101120000||ORU^R01^ORU_R01|{cid}|P|2.5.1\r"
@@ -29,7 +30,7 @@ def msg(cid: str, mrn: str = "1") -> bytes:
 
 @pytest.fixture
 def listener(tmp_path):
-    store = MessageStore(durable_sqlite_engine(f"sqlite:///{tmp_path}/hl7.db"))
+    store = MessageStore(make_engine(f"sqlite:///{tmp_path}/hl7.db"))
     writer = RecordingWriter()
     handle = start_pipeline_listener(Hl7Pipeline(store, writer), "127.0.0.1", 0, idle_timeout=2.0,
                                      max_message_bytes=64 * 1024)
@@ -156,7 +157,7 @@ def _self_signed(tmp_path):
 
 def test_mllp_over_tls(tmp_path):
     cert, key = _self_signed(tmp_path)
-    store = MessageStore(durable_sqlite_engine(f"sqlite:///{tmp_path}/tls.db"))
+    store = MessageStore(make_engine(f"sqlite:///{tmp_path}/tls.db"))
     handle = start_pipeline_listener(Hl7Pipeline(store, RecordingWriter()), "127.0.0.1", 0,
                                      ssl_context=tls_context(cert, key))
     try:

@@ -10,10 +10,11 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from fhir_server.errors import unprocessable
+from fhir_server.storage.engine import make_engine
 from interfaces.client import ack_code
 from interfaces.er7 import parse_er7
 from interfaces.pipeline import Hl7Pipeline
-from interfaces.store import MessageStore, durable_sqlite_engine
+from interfaces.store import MessageStore
 
 ADT = (
     "MSH|^~\\&|ADM|HOSP|DF|DF|20240101120000||ADT^A01^ADT_A01|{cid}|P|2.5.1{ack}\r"
@@ -42,7 +43,7 @@ def pg_engine():
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(request, tmp_path):
     if request.param == "sqlite":
-        yield MessageStore(durable_sqlite_engine(f"sqlite:///{tmp_path}/hl7.db"))
+        yield MessageStore(make_engine(f"sqlite:///{tmp_path}/hl7.db"))
         return
     engine, admin, name = pg_engine()
     yield MessageStore(engine)
