@@ -42,7 +42,8 @@ class Services:
 
 def build_services(settings: Settings | None = None, *, migrate: bool = True) -> Services:
     settings = settings or Settings()
-    engine = make_engine(settings.database_url, synchronous=settings.sqlite_synchronous)
+    engine = make_engine(settings.database_url, synchronous=settings.sqlite_synchronous,
+                         wait_s=settings.db_wait_s)
     if migrate:
         upgrade(engine)
         optimize(engine)
@@ -108,6 +109,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         """A bug in a feature's route answers JSON like the rest of the API, not Flask's HTML page."""
         if isinstance(exc, HTTPException):
             return exc
+        known = services.repo.failure_outcome(exc)
+        if known is not None:  # a lost race, the database busy or unreachable: the client may retry
+            log.warning("%s %s: %s", request.method, request.path, exc)
+            return app.response_class(orjson.dumps(known.outcome()), status=known.status, headers=known.headers,
+                                      mimetype="application/fhir+json")
         log.exception("unhandled error for %s %s", request.method, request.path)
         oo = operation_outcome([Issue("fatal", "exception", "Internal server error; it has been logged")])
         return app.response_class(orjson.dumps(oo), status=500, mimetype="application/fhir+json")

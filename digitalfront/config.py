@@ -38,4 +38,6 @@ class Settings:
     # SQLite: FULL (a commit survives power loss) or NORMAL (survives a server crash only); see docs/deployment.md
     sqlite_synchronous: str = field(
         default_factory=lambda: os.environ.get("DIGITALFRONT_SQLITE_SYNCHRONOUS", "FULL").strip().upper())
+    # seconds a request waits for the database (SQLite's write lock, a pooled connection) before a 503
+    db_wait_s: float = field(default_factory=lambda: float(os.environ.get("DIGITALFRONT_DB_WAIT_S", "60")))
     extra: dict[str, str] = field(default_factory=dict)

@@ -85,5 +85,9 @@ def unauthorized(msg: str, headers: dict[str, str] | None = None) -> OperationOu
     return OperationOutcomeError(401, msg, code="login", headers=headers)
 
 
+def unavailable(msg: str, retry_after_s: int) -> OperationOutcomeError:
+    return OperationOutcomeError(503, msg, code="transient", headers={"Retry-After": str(retry_after_s)})
+
+
 def not_supported(msg: str, status: int = 405) -> OperationOutcomeError:
     return OperationOutcomeError(status, msg, code="not-supported")

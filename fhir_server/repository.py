@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 from fhir_server.model import JsonDict
 
 if TYPE_CHECKING:
+    from fhir_server.errors import OperationOutcomeError
     from fhir_server.search.query import SearchQuery, SearchResult
 
 
@@ -98,6 +99,12 @@ class FhirRepository(Protocol):
     def unit_of_work(self) -> AbstractContextManager[FhirRepository]:
         """A repository bound to one DB transaction (commit on exit, rollback on error). A write that lost a race
         with a concurrent transaction (the same new id created twice, a deadlock) raises a 409 conflict."""
+        ...
+
+    def failure_outcome(self, exc: Exception) -> OperationOutcomeError | None:
+        """The answer for a storage error a client can meet through no fault of its own: a lost race with a
+        concurrent transaction (409, retry), the database busy past the configured wait or unreachable (503
+        with Retry-After). None for anything else (a bug)."""
         ...
 
     def lock_criteria(self, all_criteria: list[ConditionalCriteria]) -> None:

@@ -126,7 +126,11 @@ class FhirRouter:
             resp = self.dispatch(req, self.repo)
         except OperationOutcomeError as err:
             resp = FhirResponse(err.status, err.outcome(), err.headers)
-        except Exception:  # noqa: BLE001 - last line of defence: never leak a stack trace
+        except Exception as exc:  # noqa: BLE001 - last line of defence: never leak a stack trace
+            known = self.repo.failure_outcome(exc)
+            if known is not None:
+                log.warning("%s %s: %s", req.method, req.path, exc)
+                return FhirResponse(known.status, known.outcome(), known.headers)
             log.exception("unhandled error for %s %s", req.method, req.path)
             resp = FhirResponse(500, operation_outcome([Issue("fatal", "exception",
                                                               "Internal server error; it has been logged")]))

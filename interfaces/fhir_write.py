@@ -16,6 +16,7 @@ from sqlalchemy import Connection
 from fhir_server.errors import Issue, OperationOutcomeError
 from fhir_server.interactions.prepared import PreparedBundle
 from fhir_server.model import SYSTEM_CONTEXT, FhirRequest
+from fhir_server.repository import PartialStepWrite
 
 
 def router_transaction(router: Any) -> Any:
@@ -60,9 +61,17 @@ class GroupTransaction:
         """Apply one message's transaction Bundle all-or-nothing; raises OperationOutcomeError on rejection.
 
         ``prepared``: its validation and index rows, worked out ahead by a worker process."""
-        with self.uow.savepoint():
-            resp = self.router.dispatch(FhirRequest("POST", "", resource=bundle, context=SYSTEM_CONTEXT,
-                                                    prepared=prepared), self.uow)
+        try:
+            with self.uow.savepoint():
+                resp = self.router.dispatch(FhirRequest("POST", "", resource=bundle, context=SYSTEM_CONTEXT,
+                                                        prepared=prepared), self.uow)
+        except (OperationOutcomeError, PartialStepWrite):
+            raise
+        except Exception as exc:  # a lost race (409) or a busy database (503), as the router answers them
+            known = self.uow.failure_outcome(exc)
+            if known is None:
+                raise
+            raise known from exc
         if resp.status >= 400 or resp.resource is None:
             raise OperationOutcomeError(resp.status, f"HTTP {resp.status}")
         result: dict[str, Any] = resp.resource

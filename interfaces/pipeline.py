@@ -19,6 +19,7 @@ they arrive.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 
 ApplyTransaction = Callable[[dict[str, Any]], dict[str, Any]]
 OnCommit = Callable[[bytes], None]
+LOST_RACE_ATTEMPTS = 4  # a message applied alone that lost a race to a concurrent transaction
 MAX_GROUP = 64  # messages per group commit: bounds the ACK latency of the first one
 WRITER_IDLE_S = 30.0  # the writer thread leaves after this long without work
 # A message arriving this long after the previous one, to an idle writer, is mapped by the writer itself: on
@@ -89,6 +91,11 @@ def resources_of(response: dict[str, Any]) -> list[str]:
         if len(parts) >= 2:
             out.append(f"{parts[-2]}/{parts[-1]}")
     return out
+
+
+def _lost_race(exc: BaseException) -> bool:
+    """The core's 409: a concurrent transaction won (there are no If-Match versions in mapped Bundles)."""
+    return getattr(exc, "status", None) == 409
 
 
 def _error_detail(exc: BaseException) -> tuple[str, dict[str, Any] | None]:
@@ -408,8 +415,12 @@ class Hl7Pipeline:
                         self.stats.stored_with_group += len(arrivals)
                         self._received_committed(queued)
                         arrivals = None
-                except Exception:  # the group commit itself failed: apply one by one
-                    log.exception("HL7v2 group commit of %d messages failed; retrying one by one", len(todo))
+                except Exception as exc:  # the group commit itself failed: apply one by one
+                    if _lost_race(exc):
+                        log.warning("HL7v2 group commit of %d messages lost a race with a concurrent write (%s); "
+                                    "applying them one by one", len(todo), exc)
+                    else:
+                        log.exception("HL7v2 group commit of %d messages failed; retrying one by one", len(todo))
                     if arrivals:
                         self._forget_receipt(arrivals)
             if arrivals:  # not stored with the group: in their own commit, before anything else
@@ -542,6 +553,23 @@ class Hl7Pipeline:
                                                               str(p.msg_id))
         return mapped
 
+    def _apply_alone(self, bundle: dict[str, Any], msg: Er7Message, header: Header, msg_id: int) -> dict[str, Any]:
+        """One message in its own transaction. A race lost to a concurrent transaction (another listener pod's
+        group holding a patient's lock: a deadlock; the same new id created twice) is applied again, mapped
+        afresh (the core may have changed the first bundle), up to ``LOST_RACE_ATTEMPTS`` times."""
+        attempt = 1
+        while True:
+            try:
+                return self.apply_transaction(bundle)
+            except Exception as exc:
+                if attempt == LOST_RACE_ATTEMPTS or not _lost_race(exc):
+                    raise
+                log.warning("HL7v2 message %s lost a race with a concurrent write (%s); applying it again",
+                            msg_id, exc)
+            time.sleep(random.uniform(0.01, 0.05) * attempt)  # noqa: S311 - jitter, not a secret
+            attempt += 1
+            bundle = map_message(msg, header, msg_id).bundle or bundle
+
     def _process(
         self,
         msg_id: int,
@@ -584,10 +612,15 @@ class Hl7Pipeline:
             )
         bundle = mapped.bundle
         try:
-            response = apply(bundle, mapped.prepared) if apply is not None else self.apply_transaction(bundle)
+            if apply is not None:
+                response = apply(bundle, mapped.prepared)
+            else:
+                response = self._apply_alone(bundle, msg, header, msg_id)
         except PartialStepWrite:
             raise  # not this message's fault alone: the whole group rolls back and is applied one by one
         except Exception as exc:  # the FHIR core rejected or failed the write: keep for replay
+            if apply is not None and _lost_race(exc):
+                raise  # the group's transaction is lost: it rolls back and is applied one by one (retried)
             text, oo = _error_detail(exc)
             status_code = getattr(exc, "status", None)
             if status_code is None:

@@ -12,22 +12,33 @@ serialised by it.
 
 Races the database itself settles, a unique (type, id) key two creates of one new id both wrote, a deadlock
 between two transactions' locks, become 409 Conflict asking the client to retry, as a version conflict does.
+A request that waited longer than the configured wait (``DIGITALFRONT_DB_WAIT_S``) for the database, for
+SQLite's write lock held by another process or for a free pooled connection, or found the database
+unreachable, gets 503 with Retry-After: nothing the client sent was wrong, and nothing was written.
 """
 
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections.abc import Iterable
 
+import psycopg
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from fhir_server.errors import OperationOutcomeError, conflict
+from fhir_server.errors import OperationOutcomeError, conflict, unavailable
 from fhir_server.repository import ConditionalCriteria
 
 # SQLSTATEs of lost races: another transaction's unique key, a deadlock, a serialization failure
 _UNIQUE_VIOLATION, _RETRYABLE = "23505", frozenset({"40P01", "40001"})
 _RESOURCE_KEY = "uq_resource_type_id"
+# SQLite's answers once busy_timeout has run out while another connection held the lock it needs
+_SQLITE_BUSY = ("database is locked", "database table is locked", "database is busy")
+# PostgreSQL refusing work for now: shutting down or starting, too many connections, a lock_timeout expiry
+_PG_UNAVAILABLE = frozenset({"57P01", "57P02", "57P03", "53300", "55P03"})
+RETRY_AFTER_S = 5
 
 
 def lock_key(c: ConditionalCriteria) -> int:
@@ -57,4 +68,24 @@ def lost_race(exc: BaseException) -> OperationOutcomeError | None:
         return conflict("The write conflicted with a concurrent transaction; retry")
     if state == _UNIQUE_VIOLATION and getattr(getattr(orig, "diag", None), "constraint_name", None) == _RESOURCE_KEY:
         return conflict("The resource was created by a concurrent request; retry (it now exists)")
+    return None
+
+
+def failure_outcome(exc: BaseException) -> OperationOutcomeError | None:
+    """The answer for a storage error a client can meet through no fault of its own (``lost_race``,
+    ``unavailable_outcome``); None for any other error (a bug)."""
+    return lost_race(exc) or unavailable_outcome(exc)
+
+
+def unavailable_outcome(exc: BaseException) -> OperationOutcomeError | None:
+    """The 503 for a database that is busy past the wait or unreachable; None for any other error (a bug)."""
+    if isinstance(exc, PoolTimeout):
+        return unavailable("The server is busy: no database connection came free in time; retry", RETRY_AFTER_S)
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    if isinstance(orig, sqlite3.OperationalError) and str(orig) in _SQLITE_BUSY:
+        return unavailable("The database is busy with another writer; retry", RETRY_AFTER_S)
+    if isinstance(orig, psycopg.OperationalError):
+        state = orig.sqlstate
+        if state is None or state.startswith("08") or state in _PG_UNAVAILABLE:  # None: no connection at all
+            return unavailable("The database is unavailable; retry", RETRY_AFTER_S)
     return None

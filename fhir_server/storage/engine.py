@@ -27,12 +27,14 @@ log = logging.getLogger(__name__)
 SQLITE_SYNCHRONOUS = ("FULL", "EXTRA", "NORMAL")
 
 
-def make_engine(url: str, *, synchronous: str = "FULL", **kwargs: Any) -> Engine:
+def make_engine(url: str, *, synchronous: str = "FULL", wait_s: float = 60.0, **kwargs: Any) -> Engine:
     """SQLite: WAL, foreign keys, explicit BEGIN (IMMEDIATE for writers). PostgreSQL: a pool, fresh statistics.
 
     ``synchronous`` (SQLite): FULL syncs the WAL at every commit, so what a client was told is stored (a
     201, an HL7v2 ACK) survives a power loss or an OS crash, as a PostgreSQL commit does. NORMAL survives
     a crash of the server process only: the last commits may roll back after a power loss.
+    ``wait_s``: how long a statement waits for SQLite's write lock, and a request for a pooled connection,
+    before giving up (answered 503, ``concurrency.unavailable_outcome``).
     """
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
@@ -43,19 +45,19 @@ def make_engine(url: str, *, synchronous: str = "FULL", **kwargs: Any) -> Engine
         db = u.database
         if db and db != ":memory:":
             Path(db).parent.mkdir(parents=True, exist_ok=True)
-        connect_args = {"check_same_thread": False, "timeout": 60}
+        connect_args = {"check_same_thread": False, "timeout": wait_s}
         engine = create_engine(url, connect_args=connect_args, pool_size=kwargs.pop("pool_size", 16),
-                               max_overflow=16, pool_use_lifo=True, **kwargs)
+                               max_overflow=16, pool_use_lifo=True, pool_timeout=wait_s, **kwargs)
         file_db = bool(db) and db != ":memory:" and not str(db).startswith("file:")
-        _sqlite_session_settings(engine, file_db, synchronous)
+        _sqlite_session_settings(engine, file_db, synchronous, wait_s)
         if file_db:
             path = str(db)
             checkpoint.register(path)
             weakref.finalize(engine, checkpoint.unregister, path)
             # the one connection write transactions use (``writer``); it waits as long as busy_timeout would
-            w = create_engine(url, connect_args=connect_args, pool_size=1, max_overflow=0, pool_timeout=60,
+            w = create_engine(url, connect_args=connect_args, pool_size=1, max_overflow=0, pool_timeout=wait_s,
                               **kwargs)
-            _sqlite_session_settings(w, file_db, synchronous)
+            _sqlite_session_settings(w, file_db, synchronous, wait_s)
             _WRITERS[engine] = w
             event.listen(engine, "engine_disposed", lambda _engine: w.dispose())
         return engine
@@ -63,6 +65,7 @@ def make_engine(url: str, *, synchronous: str = "FULL", **kwargs: Any) -> Engine
     if u.get_backend_name() == "postgresql" and u.get_driver_name() in ("", "psycopg2"):
         url = str(u.set(drivername="postgresql+psycopg"))
     engine = create_engine(url, pool_size=kwargs.pop("pool_size", 10), max_overflow=20, pool_pre_ping=True,
+                           pool_timeout=wait_s,
                            json_serializer=_json_dumps, json_deserializer=orjson.loads, **kwargs)
     if u.get_backend_name() == "postgresql":
         pg_statistics.register(engine)
@@ -84,13 +87,13 @@ def writer(engine: Engine) -> Engine:
     return _WRITERS.get(engine, engine)
 
 
-def _sqlite_session_settings(engine: Engine, file_db: bool, synchronous: str) -> None:
+def _sqlite_session_settings(engine: Engine, file_db: bool, synchronous: str, wait_s: float) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _rec: Any) -> None:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA busy_timeout=60000")
-        _switch_to_wal(cur)
+        cur.execute(f"PRAGMA busy_timeout={int(wait_s * 1000)}")
+        _switch_to_wal(cur, wait_s)
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA synchronous={synchronous}")  # one of SQLITE_SYNCHRONOUS (checked)
         cur.execute("PRAGMA cache_size=-262144")  # up to 256 MB of pages per connection
@@ -116,10 +119,7 @@ def _sqlite_session_settings(engine: Engine, file_db: bool, synchronous: str) ->
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-WAL_SWITCH_TIMEOUT_S = 60.0  # as long as busy_timeout
-
-
-def _switch_to_wal(cur: Any) -> None:
+def _switch_to_wal(cur: Any, wait_s: float) -> None:
     """``PRAGMA journal_mode=WAL``, retried while another process holds the lock.
 
     On a new file the switch needs the exclusive lock. Processes starting together (gunicorn workers, pods)
@@ -127,7 +127,7 @@ def _switch_to_wal(cur: Any) -> None:
     SQLITE_BUSY at once, without calling the busy handler (measured: 6 processes on a new file, 86 of 200
     rounds failed one of them with "database is locked"). Once the file is in WAL mode the pragma is a read.
     """
-    deadline = time.monotonic() + WAL_SWITCH_TIMEOUT_S
+    deadline = time.monotonic() + wait_s
     while True:
         try:
             cur.execute("PRAGMA journal_mode=WAL")

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Engine, bindparam, delete, or_, select, text, update
 
-from fhir_server.errors import conflict, gone, not_found, precondition_failed, unprocessable
+from fhir_server.errors import OperationOutcomeError, conflict, gone, not_found, precondition_failed, unprocessable
 from fhir_server.events import EventBus, ResourceChanged
 from fhir_server.ids import new_id
 from fhir_server.model import JsonDict
@@ -208,6 +208,9 @@ class SqlFhirRepository(ResourceQueries, JobStore):
             conn.close()
         for ev in view._events:
             self.events.publish(ev)
+
+    def failure_outcome(self, exc: Exception) -> OperationOutcomeError | None:
+        return concurrency.failure_outcome(exc)
 
     def lock_criteria(self, all_criteria: list[ConditionalCriteria]) -> None:
         """See ``FhirRepository.lock_criteria``: PostgreSQL advisory locks; on SQLite this transaction holds the
