@@ -82,7 +82,7 @@ def unavailable_outcome(exc: BaseException) -> OperationOutcomeError | None:
     if isinstance(exc, PoolTimeout):
         return unavailable("The server is busy: no database connection came free in time; retry", RETRY_AFTER_S)
     orig = exc.orig if isinstance(exc, DBAPIError) else exc
-    if isinstance(orig, sqlite3.OperationalError) and str(orig) in _SQLITE_BUSY:
+    if isinstance(orig, sqlite3.OperationalError) and str(orig).startswith(_SQLITE_BUSY):
         return unavailable("The database is busy with another writer; retry", RETRY_AFTER_S)
     if isinstance(orig, psycopg.OperationalError):
         state = orig.sqlstate
