@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect
 
 from fhir_server.storage.engine import make_engine
-from fhir_server.storage.migrate import upgrade
+from fhir_server.storage.migrate import alembic_config, upgrade
 from fhir_server.storage.tables import metadata
 
 
@@ -26,11 +27,18 @@ def _full_text(change: object) -> bool:
     return "_fts" in str(getattr(obj, "name", ""))
 
 
+def _sqlite_index_row_key(change: object, dialect: str) -> bool:
+    """SQLite keeps the index tables' foreign keys that 0001 made (migration 0006 drops them on PostgreSQL)."""
+    return (dialect == "sqlite" and isinstance(change, tuple) and change[0] == "remove_fk"
+            and change[1].parent.name.startswith("idx_") and change[1].referred_table.name == "fhir_resource")
+
+
 def test_migrated_schema_matches_the_declared_one(db_url: str) -> None:
     engine = make_engine(db_url)
     upgrade(engine)
     with engine.connect() as conn:
-        diff = [d for d in compare_metadata(MigrationContext.configure(conn), metadata) if not _full_text(d)]
+        diff = [d for d in compare_metadata(MigrationContext.configure(conn), metadata)
+                if not _full_text(d) and not _sqlite_index_row_key(d, engine.dialect.name)]
     indexes = _indexes(engine, "idx_string")
     engine.dispose()
     assert diff == []
@@ -121,3 +129,26 @@ def test_one_reference_target_index_serves_every_target_query(db_url: str) -> No
                     f"EXPLAIN QUERY PLAN SELECT res_pk FROM idx_reference WHERE {where}").all())
                 assert "ix_ref_target" in plan, plan
     svc.engine.dispose()
+
+
+def test_index_rows_carry_no_foreign_key_on_postgresql(db_url: str) -> None:
+    """Migration 0006: no parent-row check per index row written; a downgrade puts the keys back."""
+    engine = make_engine(db_url)
+    upgrade(engine)
+
+    def keyed() -> set[str]:
+        inspector = inspect(engine)
+        return {t for t in ("idx_token", "idx_reference", "idx_text", "fhir_resource_history")
+                if any(fk["referred_table"] == "fhir_resource" for fk in inspector.get_foreign_keys(t))}
+
+    try:
+        if engine.dialect.name == "sqlite":
+            assert keyed() == {"idx_token", "idx_reference", "idx_text", "fhir_resource_history"}  # as 0001 made
+            return
+        assert keyed() == {"fhir_resource_history"}  # a version is not derived data: it keeps its key
+        command.downgrade(alembic_config(engine), "0005")
+        assert keyed() == {"idx_token", "idx_reference", "idx_text", "fhir_resource_history"}
+        upgrade(engine)
+        assert keyed() == {"fhir_resource_history"}
+    finally:
+        engine.dispose()
