@@ -48,14 +48,17 @@ def lock_key(c: ConditionalCriteria) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)
 
 
-def lock_criteria(conn: Connection, all_criteria: Iterable[ConditionalCriteria]) -> None:
+def lock_criteria(conn: Connection, all_criteria: Iterable[ConditionalCriteria], held: set[int]) -> None:
     """PostgreSQL: lock each distinct criteria until ``conn``'s transaction ends, in key order (two transactions
     that each lock their whole set in one call cannot deadlock on them; an HL7v2 group commit locks one
     message's set at a time, and a deadlock it meets fails the group, which is then applied message by
-    message)."""
-    keys = sorted({lock_key(c) for c in all_criteria})
+    message). ``held``: the keys this transaction holds already, not asked for again (a transaction Bundle
+    locks all its entries' criteria first, then each conditional entry asks for its own: a round trip each),
+    updated with the new ones."""
+    keys = sorted({lock_key(c) for c in all_criteria} - held)
     if keys:
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k", (keys,))
+        held.update(keys)
 
 
 def lost_race(exc: BaseException) -> OperationOutcomeError | None:

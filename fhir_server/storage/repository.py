@@ -169,6 +169,7 @@ class SqlFhirRepository(ResourceQueries, JobStore):
         self._prefetched: dict[tuple[str, str], Any] = {}
         self._offered: dict[tuple[str, str], IndexRows] = {}
         self._step: _Step | None = None  # the open savepoint() step of this unit of work
+        self._locked: set[int] = set()  # criteria lock keys this unit of work holds (PostgreSQL)
 
     @property
     def write_engine(self) -> Engine:
@@ -185,6 +186,7 @@ class SqlFhirRepository(ResourceQueries, JobStore):
         view._prefetched = {}
         view._offered = {}
         view._step = None
+        view._locked = set()
         view._root = self  # type: ignore[attr-defined]
         return view
 
@@ -218,7 +220,7 @@ class SqlFhirRepository(ResourceQueries, JobStore):
         if self._conn is None:
             raise RuntimeError("lock_criteria needs a unit of work: the locks last until it ends")
         if not self.sqlite:
-            concurrency.lock_criteria(self._conn, all_criteria)
+            concurrency.lock_criteria(self._conn, all_criteria, self._locked)
 
     @contextmanager
     def savepoint(self) -> Iterator[SqlFhirRepository]:
@@ -238,6 +240,7 @@ class SqlFhirRepository(ResourceQueries, JobStore):
         self._flush()
         n_events = len(self._events)
         pk_state = getattr(self, "_sqlite_next", None)
+        locked = set(self._locked)  # a rolled-back SAVEPOINT releases the locks taken under it
         step = _Step()
         self._step = step
         try:
@@ -251,6 +254,7 @@ class SqlFhirRepository(ResourceQueries, JobStore):
             self._offered.clear()
             del self._events[n_events:]
             self._sqlite_next = pk_state  # type: ignore[attr-defined]
+            self._locked = locked
             self._step = None
             if step.nested is not None:
                 step.nested.rollback()

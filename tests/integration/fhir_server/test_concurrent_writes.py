@@ -185,3 +185,4 @@ def test_a_deadlock_between_two_writers_is_a_409_for_one_and_the_other_commits(
     assert lost.status == 409 and "retry" in str(lost.outcome()), lost.outcome()
     found = services.router.handle(FhirRequest("GET", "Patient", [("identifier", "urn:x|1")]))
     assert len(found.resource.get("entry", [])) == 1  # the survivor's write, and nothing of the loser's
+
