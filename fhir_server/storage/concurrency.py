@@ -20,7 +20,6 @@ unreachable, gets 503 with Retry-After: nothing the client sent was wrong, and n
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from collections.abc import Iterable
 
 import psycopg
@@ -30,12 +29,11 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from fhir_server.errors import OperationOutcomeError, conflict, unavailable
 from fhir_server.repository import ConditionalCriteria
+from fhir_server.storage.engine import sqlite_busy
 
 # SQLSTATEs of lost races: another transaction's unique key, a deadlock, a serialization failure
 _UNIQUE_VIOLATION, _RETRYABLE = "23505", frozenset({"40P01", "40001"})
 _RESOURCE_KEY = "uq_resource_type_id"
-# SQLite's answers once busy_timeout has run out while another connection held the lock it needs
-_SQLITE_BUSY = ("database is locked", "database table is locked", "database is busy")
 # PostgreSQL refusing work for now: shutting down or starting, too many connections, a lock_timeout expiry
 _PG_UNAVAILABLE = frozenset({"57P01", "57P02", "57P03", "53300", "55P03"})
 RETRY_AFTER_S = 5
@@ -85,7 +83,7 @@ def unavailable_outcome(exc: BaseException) -> OperationOutcomeError | None:
     if isinstance(exc, PoolTimeout):
         return unavailable("The server is busy: no database connection came free in time; retry", RETRY_AFTER_S)
     orig = exc.orig if isinstance(exc, DBAPIError) else exc
-    if isinstance(orig, sqlite3.OperationalError) and str(orig).startswith(_SQLITE_BUSY):
+    if sqlite_busy(orig):
         return unavailable("The database is busy with another writer; retry", RETRY_AFTER_S)
     if isinstance(orig, psycopg.OperationalError):
         state = orig.sqlstate

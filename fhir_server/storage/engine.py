@@ -119,6 +119,15 @@ def _sqlite_session_settings(engine: Engine, file_db: bool, synchronous: str, wa
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+_SQLITE_BUSY = ("database is locked", "database table is locked", "database is busy")
+
+
+def sqlite_busy(exc: BaseException | None) -> bool:
+    """SQLite's answer when another connection holds the lock a statement needs (once busy_timeout has run
+    out, or at once where waiting could deadlock)."""
+    return isinstance(exc, sqlite3.OperationalError) and str(exc).startswith(_SQLITE_BUSY)
+
+
 def _switch_to_wal(cur: Any, wait_s: float) -> None:
     """``PRAGMA journal_mode=WAL``, retried while another process holds the lock.
 
@@ -133,7 +142,7 @@ def _switch_to_wal(cur: Any, wait_s: float) -> None:
             cur.execute("PRAGMA journal_mode=WAL")
             return
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
+            if not sqlite_busy(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.005 + random.random() * 0.02)  # noqa: S311 - jitter, not a secret
 
