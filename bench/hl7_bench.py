@@ -37,8 +37,8 @@ from fhir_server import compiled  # noqa: E402
 from interfaces.ack import build_ack  # noqa: E402
 from interfaces.client import MllpClient, ack_code  # noqa: E402
 from interfaces.mllp import ListenerHandle, MllpServer, start_pipeline_listener  # noqa: E402
+from interfaces.outcome import IngestResult  # noqa: E402
 from interfaces.parsing import parse  # noqa: E402
-from interfaces.pipeline import IngestResult  # noqa: E402
 from interfaces.prepare import usable_cores  # noqa: E402
 
 T = TypeVar("T")

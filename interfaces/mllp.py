@@ -25,7 +25,8 @@ from typing import Any
 from interfaces.ack import AckError, batch_ack, build_ack
 from interfaces.client import batch_messages, is_batch
 from interfaces.framing import FrameDecoder, frame
-from interfaces.pipeline import Hl7Pipeline, IngestResult
+from interfaces.outcome import IngestResult
+from interfaces.pipeline import Hl7Pipeline
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,6 @@ they arrive.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -29,27 +28,23 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from fhir_server.interactions.prepared import PreparedBundle, with_token_value
-from fhir_server.repository import PartialStepWrite
-from interfaces.ack import (
-    ERR_INTERNAL,
-    ERR_UNSUPPORTED_EVENT,
-    ERR_UNSUPPORTED_TYPE,
-    ERR_UNSUPPORTED_VERSION,
-    AckError,
-    build_ack,
-    wants_ack,
-)
-from interfaces.er7 import Encoding, Er7Error, Er7Message
+from interfaces.ack import ERR_INTERNAL, ERR_UNSUPPORTED_VERSION, AckError
+from interfaces.er7 import Er7Error, Er7Message
 from interfaces.mapping.builder import MESSAGE_ID_SYSTEM, PENDING_STORE_ID, stamp_store_id
+from interfaces.outcome import (
+    ApplyTransaction,
+    IngestResult,
+    MessageOutcomes,
+    lost_race,
+    sends_application_ack,
+)
 from interfaces.parsing import SUPPORTED_VERSIONS, Header, parse
-from interfaces.prepare import Mapped, MessageGivenUp, PreparePool, loads_mapped, map_message
+from interfaces.prepare import Mapped, MessageGivenUp, PreparePool, loads_mapped
 from interfaces.store import MessageStore
 
 log = logging.getLogger(__name__)
 
-ApplyTransaction = Callable[[dict[str, Any]], dict[str, Any]]
 OnCommit = Callable[[bytes], None]
-LOST_RACE_ATTEMPTS = 4  # a message applied alone that lost a race to a concurrent transaction
 MAX_GROUP = 64  # messages per group commit: bounds the ACK latency of the first one
 WRITER_IDLE_S = 30.0  # the writer thread leaves after this long without work
 # A message arriving this long after the previous one, to an idle writer, is mapped by the writer itself: on
@@ -73,42 +68,6 @@ class GroupWriter(Protocol):
 
 
 @dataclass
-class IngestResult:
-    message_id: int
-    status: str
-    ack_code: str
-    acks: list[bytes] = field(default_factory=list)  # frames to send back, in order
-    resources: list[str] = field(default_factory=list)
-    duplicate_of: int | None = None
-
-
-def resources_of(response: dict[str, Any]) -> list[str]:
-    """``Type/id`` of every entry the transaction wrote (from entry.response.location)."""
-    out: list[str] = []
-    for e in response.get("entry", []) or []:
-        loc = (e.get("response") or {}).get("location") or ""
-        parts = loc.split("/_history")[0].split("/")
-        if len(parts) >= 2:
-            out.append(f"{parts[-2]}/{parts[-1]}")
-    return out
-
-
-def _lost_race(exc: BaseException) -> bool:
-    """The core's 409: a concurrent transaction won (there are no If-Match versions in mapped Bundles)."""
-    return getattr(exc, "status", None) == 409
-
-
-def _error_detail(exc: BaseException) -> tuple[str, dict[str, Any] | None]:
-    outcome = getattr(exc, "outcome", None)
-    oo = outcome() if callable(outcome) else None
-    return str(exc) or exc.__class__.__name__, oo
-
-
-def _sends_application_ack(header: Header, code: str) -> bool:
-    """Whether the application ACK ``code`` goes back: always in original mode, per MSH-16 in enhanced mode."""
-    return not header.enhanced_mode or wants_ack(header.application_ack_type, code == "AA")
-
-
 @dataclass
 class PipelineStats:
     group_commits: int = 0  # transactions that applied messages
@@ -153,9 +112,8 @@ class Hl7Pipeline:
         prepare_pool: PreparePool | None = None,
     ) -> None:
         self.store = store
-        self.apply_transaction = apply_transaction
+        self.outcomes = MessageOutcomes(store, apply_transaction, receiver)
         self.parser = parser
-        self.receiver = receiver
         self.group = group
         self.prepare_pool = prepare_pool if group is not None else None  # only the group path applies prepared work
         self._lock = threading.Lock()  # one writer at a time (the writer thread, replays)
@@ -221,10 +179,10 @@ class Hl7Pipeline:
             msg, header, reject = self._checked_parse(stored.raw)
             if reject is not None or msg is None or header is None:
                 err = reject or AckError(("100", "Segment sequence error"), "unparsable message")
-                code, ack, outcome = self._reject_ack(header, err, msg.enc if msg else None)
+                code, ack, outcome = self.outcomes.reject_ack(header, err, msg.enc if msg else None)
                 self.store.finish(msg_id, status="rejected", ack_code=code, ack=ack, outcome=outcome)
                 return IngestResult(msg_id, "rejected", code, [ack])
-            return self._process(msg_id, msg, header)
+            return self.outcomes.process(msg_id, msg, header)
 
     # -- internals ----------------------------------------------------------------------------
     def _parse(self, raw: bytes, source: str, on_commit: OnCommit | None) -> _Pending:
@@ -361,11 +319,8 @@ class Hl7Pipeline:
                 p.acks.append(commit)
 
     def _commit_ack(self, p: _Pending) -> bytes | None:
-        """The commit ACK (CA) of a stored message, when it is in enhanced mode and MSH-15 asks for one."""
         assert p.header is not None and p.msg is not None
-        if not (p.header.enhanced_mode and wants_ack(p.header.accept_ack_type, True)):
-            return None
-        return build_ack(p.header, "CA", enc=p.msg.enc, receiver=self.receiver)
+        return self.outcomes.commit_ack(p.header, p.msg.enc)
 
     def _take_ready(self) -> list[_Pending]:
         """The received messages that can be applied now, in order (a deferred one goes alone, first)."""
@@ -400,7 +355,7 @@ class Hl7Pipeline:
             if self.group is not None and todo:
                 try:
                     with self.group.transaction() as tx:
-                        results = [self._process(p.msg_id, p.msg, p.header, tx.apply, tx.connection,
+                        results = [self.outcomes.process(p.msg_id, p.msg, p.header, tx.apply, tx.connection,
                                                  self._mapped(p))
                                    for p in todo if p.msg is not None and p.header is not None]
                         if arrivals is not None:
@@ -416,7 +371,7 @@ class Hl7Pipeline:
                         self._received_committed(queued)
                         arrivals = None
                 except Exception as exc:  # the group commit itself failed: apply one by one
-                    if _lost_race(exc):
+                    if lost_race(exc):
                         log.warning("HL7v2 group commit of %d messages lost a race with a concurrent write (%s); "
                                     "applying them one by one", len(todo), exc)
                     else:
@@ -427,7 +382,7 @@ class Hl7Pipeline:
                 self._received_committed(self._store_each(arrivals, todo))
             for p in todo:
                 assert p.msg is not None and p.header is not None
-                p.result = self._process(p.msg_id, p.msg, p.header)
+                p.result = self.outcomes.process(p.msg_id, p.msg, p.header)
         st = self.stats
         st.group_commits += 1
         st.applied += len(group)
@@ -445,7 +400,7 @@ class Hl7Pipeline:
         header = p.header
         if p.reject is not None or header is None:
             err = p.reject or AckError(("100", "Segment sequence error"), "unparsable message")
-            p.result = self._reject(p.raw, p.source, header, err, p.msg.enc if p.msg else None, conn)
+            p.result = self.outcomes.reject(p.raw, p.source, header, err, p.msg.enc if p.msg else None, conn)
             return False
         original = self.store.find_original(
             header.sending_application, header.sending_facility, header.control_id, conn=conn
@@ -480,57 +435,7 @@ class Hl7Pipeline:
             return [ack]
         commit = self._commit_ack(p)  # sent with the result, after the commit that stores the duplicate row
         return ([commit] if commit is not None else []) + (
-            [ack] if _sends_application_ack(p.header, code or "AA") else [])
-
-    def _reject(
-        self,
-        raw: bytes,
-        source: str,
-        header: Header | None,
-        err: AckError,
-        enc: Encoding | None = None,
-        conn: Any = None,
-    ) -> IngestResult:
-        code, ack, outcome = self._reject_ack(header, err, enc)
-        msg_id = self.store.insert(
-            raw,
-            source=source,
-            status="rejected",
-            header=header,
-            ack_code=code,
-            ack=ack,
-            outcome=outcome,
-            conn=conn,
-        )
-        return IngestResult(msg_id, "rejected", code, [ack])
-
-    def _reject_ack(self, header: Header | None, err: AckError, enc: Encoding | None
-                    ) -> tuple[str, bytes, dict[str, Any]]:
-        """(code, ACK, store outcome) of a refused message: CR in enhanced mode, AR otherwise."""
-        code = "CR" if header is not None and header.enhanced_mode else "AR"
-        ack = build_ack(header, code, text=err.diagnostic, errors=[err], enc=enc, receiver=self.receiver)
-        return code, ack, {"error": err.diagnostic, "code": err.code[0]}
-
-    def _finish(
-        self,
-        msg_id: int,
-        header: Header,
-        enc: Encoding,
-        status: str,
-        code: str,
-        *,
-        errors: list[AckError] | None = None,
-        outcome: Any = None,
-        resources: list[str] | None = None,
-        conn: Any = None,
-    ) -> IngestResult:
-        text = errors[0].diagnostic if errors else ""
-        ack = build_ack(header, code, text=text, errors=errors, enc=enc, receiver=self.receiver)
-        self.store.finish(
-            msg_id, status=status, ack_code=code, ack=ack, outcome=outcome, resources=resources, conn=conn
-        )
-        return IngestResult(msg_id, status, code, [ack] if _sends_application_ack(header, code) else [],
-                            resources or [])
+            [ack] if sends_application_ack(p.header, code or "AA") else [])
 
     @staticmethod
     def _mapped(p: _Pending) -> Mapped | None:
@@ -552,90 +457,3 @@ class Hl7Pipeline:
                 mapped.prepared.entries[i] = with_token_value(entry, MESSAGE_ID_SYSTEM, str(PENDING_STORE_ID),
                                                               str(p.msg_id))
         return mapped
-
-    def _apply_alone(self, bundle: dict[str, Any], msg: Er7Message, header: Header, msg_id: int) -> dict[str, Any]:
-        """One message in its own transaction. A race lost to a concurrent transaction (another listener pod's
-        group holding a patient's lock: a deadlock; the same new id created twice) is applied again, mapped
-        afresh (the core may have changed the first bundle), up to ``LOST_RACE_ATTEMPTS`` times."""
-        attempt = 1
-        while True:
-            try:
-                return self.apply_transaction(bundle)
-            except Exception as exc:
-                if attempt == LOST_RACE_ATTEMPTS or not _lost_race(exc):
-                    raise
-                log.warning("HL7v2 message %s lost a race with a concurrent write (%s); applying it again",
-                            msg_id, exc)
-            time.sleep(random.uniform(0.01, 0.05) * attempt)  # noqa: S311 - jitter, not a secret
-            attempt += 1
-            bundle = map_message(msg, header, msg_id).bundle or bundle
-
-    def _process(
-        self,
-        msg_id: int,
-        msg: Er7Message,
-        header: Header,
-        apply: Callable[[dict[str, Any], PreparedBundle | None], dict[str, Any]] | None = None,
-        conn: Any = None,
-        mapped: Mapped | None = None,
-    ) -> IngestResult:
-        if mapped is None:
-            mapped = map_message(msg, header, msg_id)
-        if mapped.unsupported is not None:
-            known_type = header.message_code in {
-                k.split("_")[0] for k in ("ADT_", "ORU_", "ORM_", "OML_", "VXU_", "SIU_", "MDM_")
-            }
-            err = AckError(ERR_UNSUPPORTED_EVENT if known_type else ERR_UNSUPPORTED_TYPE, mapped.unsupported,
-                           "MSH^1^9")
-            return self._finish(
-                msg_id,
-                header,
-                msg.enc,
-                "rejected",
-                "AR",
-                errors=[err],
-                outcome={"error": mapped.unsupported, "code": err.code[0]},
-                conn=conn,
-            )
-        if mapped.error is not None or mapped.bundle is None:
-            text = mapped.error or "no mapping result"
-            err = AckError(mapped.error_code, text, mapped.error_location)
-            return self._finish(
-                msg_id,
-                header,
-                msg.enc,
-                "error",
-                "AE",
-                errors=[err],
-                outcome={"error": text, "code": mapped.error_code[0], "location": mapped.error_location},
-                conn=conn,
-            )
-        bundle = mapped.bundle
-        try:
-            if apply is not None:
-                response = apply(bundle, mapped.prepared)
-            else:
-                response = self._apply_alone(bundle, msg, header, msg_id)
-        except PartialStepWrite:
-            raise  # not this message's fault alone: the whole group rolls back and is applied one by one
-        except Exception as exc:  # the FHIR core rejected or failed the write: keep for replay
-            if apply is not None and _lost_race(exc):
-                raise  # the group's transaction is lost: it rolls back and is applied one by one (retried)
-            text, oo = _error_detail(exc)
-            status_code = getattr(exc, "status", None)
-            if status_code is None:
-                log.exception("HL7v2 message %s: FHIR transaction failed", msg_id)
-            err = AckError(ERR_INTERNAL, f"FHIR transaction failed: {text}")
-            return self._finish(
-                msg_id,
-                header,
-                msg.enc,
-                "error",
-                "AE",
-                errors=[err],
-                outcome={"error": text, "code": err.code[0], "status": status_code, "operationOutcome": oo},
-                conn=conn,
-            )
-        return self._finish(
-            msg_id, header, msg.enc, "processed", "AA", resources=resources_of(response), conn=conn
-        )
