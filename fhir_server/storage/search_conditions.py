@@ -8,6 +8,7 @@ idx_* WHERE ...)`` (or a per-row probe when the query drives from elsewhere), so
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -79,6 +80,17 @@ def range_condition(prefix: str, lo_col: Any, hi_col: Any, qlo: Any, qhi: Any, a
         delta = approx if approx is not None else 0
         return and_(lo_col < qhi + delta, hi_col > qlo - delta)
     raise bad_request(f"Unknown prefix {prefix!r}")
+
+
+def date_condition(raw: str, lo_col: Any, hi_col: Any, invalid: Callable[[str], str]) -> Cond:
+    """A ``[prefix]date`` search value against a stored range; ``ap`` allows 10% of the distance from now
+    (at least a day), as search.html suggests."""
+    prefix, v = split_prefix(raw)
+    rng = date_range(v)
+    if rng is None:
+        raise bad_request(invalid(v))
+    approx = max(abs(now_us() - rng[0]) // 10, 86_400_000_000) if prefix == "ap" else None
+    return range_condition(prefix, lo_col, hi_col, rng[0], rng[1], approx)
 
 
 def point_condition(prefix: str, col: Any, value: float, lo: float, hi: float) -> Cond:
@@ -230,23 +242,14 @@ class ValueConditions:
     # --- date
     def _date(self, c: Criterion, ident: int, r: Any) -> Cond:
         d = T.idx_date
-        conds: list[Cond] = []
-        for raw in c.values:
-            prefix, v = split_prefix(raw)
-            rng = date_range(v)
-            if rng is None:
-                raise bad_request(f"Invalid date {v!r} for {c.param.code}")  # type: ignore[union-attr]
-            approx = max(abs(now_us() - rng[0]) // 10, 86_400_000_000) if prefix == "ap" else None
-            conds.append(range_condition(prefix, d.c.low, d.c.high, rng[0], rng[1], approx))
+        code = c.param.code  # type: ignore[union-attr]
+        conds = [date_condition(raw, d.c.low, d.c.high, lambda v: f"Invalid date {v!r} for {code}")
+                 for raw in c.values]
         return self._member(r, d, d.c.hash_identity == ident, or_(*conds))
 
     def _last_updated(self, raw: str, r: Any) -> Cond:
-        prefix, v = split_prefix(raw)
-        rng = date_range(v)
-        if rng is None:
-            raise bad_request(f"Invalid _lastUpdated value {v!r}")
-        approx = max(abs(now_us() - rng[0]) // 10, 86_400_000_000) if prefix == "ap" else None
-        return range_condition(prefix, r.c.last_updated, r.c.last_updated + 1, rng[0], rng[1], approx)
+        return date_condition(raw, r.c.last_updated, r.c.last_updated + 1,
+                              lambda v: f"Invalid _lastUpdated value {v!r}")
 
     # --- number
     def _number(self, c: Criterion, ident: int, r: Any) -> Cond:
