@@ -13,7 +13,8 @@ transaction, each inside its own savepoint, together with their store outcome
 rows; their ACKs go out after that single commit.  That commit also stores the
 messages that arrived before or during the turn, to be applied in the next one.
 Worker processes (``interfaces/prepare.py``) map, validate and index messages as
-they arrive.
+they arrive; what each message becomes (AA/AE/AR, its ACK and store outcome) is
+``interfaces/outcome.py``.
 """
 
 from __future__ import annotations
@@ -356,7 +357,7 @@ class Hl7Pipeline:
                 try:
                     with self.group.transaction() as tx:
                         results = [self.outcomes.process(p.msg_id, p.msg, p.header, tx.apply, tx.connection,
-                                                 self._mapped(p))
+                                                         self._mapped(p))
                                    for p in todo if p.msg is not None and p.header is not None]
                         if arrivals is not None:
                             with self._cv:
