@@ -117,13 +117,7 @@ class Segment:
         value = reps[rep - 1]
         if self.name == "MSH" and idx in (1, 2):
             return value
-        comps = value.split(self.enc.component)
-        if comp > len(comps):
-            return ""
-        subs = comps[comp - 1].split(self.enc.subcomponent)
-        if sub > len(subs) or subs[sub - 1] == NULL:
-            return ""
-        return unescape(subs[sub - 1], self.enc).strip()
+        return _component(value.split(self.enc.component), comp, sub, self.enc)
 
     def field_value(self, idx: int) -> Field | None:
         reps = self.fields_of(idx)
@@ -131,6 +125,16 @@ class Segment:
 
     def fields_of(self, idx: int) -> list[Field]:
         return [Field(r, self.enc) for r in self.reps(idx) if r and r != NULL]
+
+
+def _component(comps: list[str], comp: int, sub: int, enc: Encoding) -> str:
+    """Unescaped subcomponent ``sub`` of component ``comp`` of a field already split into components."""
+    if comp > len(comps):
+        return ""
+    subs = comps[comp - 1].split(enc.subcomponent)
+    if sub > len(subs) or subs[sub - 1] == NULL:
+        return ""
+    return unescape(subs[sub - 1], enc).strip()
 
 
 @dataclass
@@ -145,13 +149,7 @@ class Field:
         return self.raw.split(self.enc.component)  # split once: mappers read many components of a field
 
     def c(self, comp: int, sub: int = 1) -> str:
-        comps = self._comps
-        if comp > len(comps):
-            return ""
-        subs = comps[comp - 1].split(self.enc.subcomponent)
-        if sub > len(subs) or subs[sub - 1] == NULL:
-            return ""
-        return unescape(subs[sub - 1], self.enc).strip()
+        return _component(self._comps, comp, sub, self.enc)
 
     def comp_field(self, comp: int) -> Field:
         """A component viewed as a field whose parts are its subcomponents (e.g. CX-4 HD)."""

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Select,
     String,
     Table,
     Text,
@@ -199,6 +200,20 @@ def _finish_sql(dialect: Dialect) -> tuple[str, Callable[[datetime], Any]]:
     return sql, bind if bind is not None else (lambda value: value)
 
 
+def _in_window(q: Select[Any], status: str | None, since: datetime | None, until: datetime | None,
+               ids: list[int] | None) -> Select[Any]:
+    """The filters the message list and replay share: status, a received-at window, ids."""
+    if status:
+        q = q.where(messages.c.status == status)
+    if since:
+        q = q.where(messages.c.received_at >= since)
+    if until:
+        q = q.where(messages.c.received_at < until)
+    if ids is not None:
+        q = q.where(messages.c.id.in_(ids))
+    return q
+
+
 class MessageStore:
     def __init__(self, engine: Engine, write_engine: Engine | None = None) -> None:
         """``write_engine``: where write transactions go, when the FHIR repository has its own for the same
@@ -314,9 +329,7 @@ class MessageStore:
     ) -> list[StoredMessage]:
         """``contains``: bytes anywhere in the raw message (an MRN, an order number), exact case; a scan of the
         messages the other filters leave, like an interface engine's content search."""
-        q = select(messages)
-        if status:
-            q = q.where(messages.c.status == status)
+        q = _in_window(select(messages), status, since, until, ids)
         if message_type:
             q = q.where(messages.c.message_type.startswith(message_type.upper(), autoescape=True))
         if sender:
@@ -329,12 +342,6 @@ class MessageStore:
             needle = bindparam("needle", contains, type_=LargeBinary)
             q = q.where(func.instr(messages.c.raw, needle) > 0 if self.engine.dialect.name == "sqlite"
                         else text("position(CAST(:needle AS bytea) IN hl7v2_message.raw) > 0").bindparams(needle))
-        if since:
-            q = q.where(messages.c.received_at >= since)
-        if until:
-            q = q.where(messages.c.received_at < until)
-        if ids is not None:
-            q = q.where(messages.c.id.in_(ids))
         q = q.order_by(messages.c.id.desc() if order_desc else messages.c.id).limit(limit).offset(offset)
         with self.engine.connect() as conn:
             return [_row(r) for r in conn.execute(q)]
@@ -348,15 +355,7 @@ class MessageStore:
         ids: list[int] | None = None,
     ) -> Iterator[int]:
         """Ids in arrival order, for replay (arrival order keeps per-patient order)."""
-        q = select(messages.c.id).where(messages.c.status != "duplicate")
-        if status:
-            q = q.where(messages.c.status == status)
-        if since:
-            q = q.where(messages.c.received_at >= since)
-        if until:
-            q = q.where(messages.c.received_at < until)
-        if ids is not None:
-            q = q.where(messages.c.id.in_(ids))
+        q = _in_window(select(messages.c.id).where(messages.c.status != "duplicate"), status, since, until, ids)
         with self.engine.connect() as conn:
             found = [int(r[0]) for r in conn.execute(q.order_by(messages.c.id))]
         yield from found

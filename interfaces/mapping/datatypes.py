@@ -263,6 +263,14 @@ def cwe(f: Field | None, *, table: str = "") -> JsonDict | None:
     return out or None
 
 
+
+def mapped_concept(f: Field | None, concept_map: str, *, table: str = "") -> JsonDict | None:
+    """A coded field through the IG's ConceptMap when its code is in it (the FHIR code only), else as sent."""
+    if f is None or not f.c(1):
+        return None
+    coding = coding_of(concept_map, f.c(1))
+    return {"coding": [coding]} if coding else cwe(f, table=table)
+
 def code_text(f: Field | None) -> str:
     return f.c(1) if f is not None else ""
 

@@ -11,6 +11,7 @@ from interfaces.mapping.segments.clinical import map_al1, map_dg1, map_pr1
 from interfaces.mapping.segments.in1 import map_in1
 from interfaces.mapping.segments.nk1 import map_nk1
 from interfaces.mapping.segments.obx import map_obx_group
+from interfaces.mapping.segments.orders import map_service_request
 from interfaces.mapping.segments.pid import map_pid
 from interfaces.mapping.segments.pv1 import map_pv1
 
@@ -86,3 +87,18 @@ def groups(msg: Er7Message, starts: tuple[str, ...], members: tuple[str, ...]) -
         elif out and seg.name in members:
             out[-1].append(seg)
     return out
+
+
+def map_order_groups(msg: Er7Message, b: BundleBuilder) -> None:
+    """ORM_O01 and OML_O21: the patient and visit, then one ServiceRequest per ORC/OBR order group, keyed on
+    its placer (else filler) number; a message with no numbered order is an error."""
+    pv = patient_visit(msg, b, patient_mode="create")
+    made = 0
+    for group in groups(msg, ("ORC", "OBR"), ("OBR", "NTE", "DG1", "OBX", "TQ1", "SPM", "PRT")):
+        orc = next((s for s in group if s.name == "ORC"), None)
+        obr = next((s for s in group if s.name == "OBR"), None)
+        notes = [s.get(3) for s in group if s.name == "NTE" and s.get(3)]
+        if map_service_request(orc, obr, b, pv.patient_ref, pv.encounter_ref, notes):
+            made += 1
+    if not made:
+        raise MappingError("no order with a placer or filler number (ORC-2/ORC-3/OBR-2/OBR-3)", "ORC^1^2")

@@ -31,12 +31,18 @@ def _derived_key(kind: str, patient_key: JsonDict, concept: JsonDict | None) -> 
     }
 
 
+def _coded_or_described(seg: Segment) -> JsonDict | None:
+    """DG1-3/PR1-3 as a CodeableConcept, or only the text of the description in field 4 when uncoded."""
+    code = cwe(seg.field_value(3))
+    if code is None and seg.get(4):
+        code = {"text": seg.get(4)}
+    return code
+
+
 def map_dg1(
     dg1: Segment, b: BundleBuilder, patient_ref: str, patient_key: JsonDict, encounter_ref: str | None
 ) -> str | None:
-    code = cwe(dg1.field_value(3))
-    if code is None and dg1.get(4):
-        code = {"text": dg1.get(4)}
+    code = _coded_or_described(dg1)
     if code is None:
         return None
     cond: JsonDict = {
@@ -126,9 +132,7 @@ def map_al1(al1: Segment, b: BundleBuilder, patient_ref: str, patient_key: JsonD
 def map_pr1(
     pr1: Segment, b: BundleBuilder, patient_ref: str, patient_key: JsonDict, encounter_ref: str | None
 ) -> str | None:
-    code = cwe(pr1.field_value(3))
-    if code is None and pr1.get(4):
-        code = {"text": pr1.get(4)}
+    code = _coded_or_described(pr1)
     if code is None:
         return None
     proc: JsonDict = {

@@ -6,8 +6,8 @@ from typing import Any
 
 from interfaces.er7 import Segment
 from interfaces.mapping.builder import BundleBuilder
-from interfaces.mapping.codes import coding_of, id_system
-from interfaces.mapping.datatypes import cwe, cx, field_dtm
+from interfaces.mapping.codes import id_system
+from interfaces.mapping.datatypes import cwe, cx, field_dtm, mapped_concept
 
 JsonDict = dict[str, Any]
 
@@ -28,10 +28,9 @@ def map_in1(in1: Segment, b: BundleBuilder, patient_ref: str, patient_key: JsonD
     plan_type = cwe(in1.field_value(15), table="HL70086")
     if plan_type:
         cov["type"] = plan_type
-    rel = in1.field_value(17)
-    if rel and rel.c(1):
-        coding = coding_of("Relationship", rel.c(1))
-        cov["relationship"] = {"coding": [coding]} if coding else cwe(rel)
+    relationship = mapped_concept(in1.field_value(17), "Relationship")
+    if relationship:
+        cov["relationship"] = relationship
     policy = in1.get(36)
     member = next((i for i in (cx(f) for f in in1.fields_of(49)) if i), None)
     if policy:

@@ -6,8 +6,8 @@ from typing import Any
 
 from interfaces.er7 import Segment
 from interfaces.mapping.builder import BundleBuilder
-from interfaces.mapping.codes import coding_of, id_system
-from interfaces.mapping.datatypes import cwe, cx, xad, xpn, xtn
+from interfaces.mapping.codes import id_system
+from interfaces.mapping.datatypes import cx, mapped_concept, xad, xpn, xtn
 
 JsonDict = dict[str, Any]
 
@@ -18,12 +18,9 @@ def map_nk1(nk1: Segment, b: BundleBuilder, patient: JsonDict, patient_ref: str)
     if name:
         contact["name"] = name
     rel = nk1.field_value(3)
-    relationship: JsonDict | None = None
-    if rel and rel.c(1):
-        coding = coding_of("Relationship", rel.c(1))
-        relationship = {"coding": [coding]} if coding else cwe(rel, table="HL70063")
-        if relationship is not None and rel.c(2):
-            relationship["text"] = rel.c(2)
+    relationship = mapped_concept(rel, "Relationship", table="HL70063")
+    if relationship is not None and rel is not None and rel.c(2):
+        relationship["text"] = rel.c(2)
     if relationship:
         contact["relationship"] = [relationship]
     addr = xad(nk1.field_value(4)) if nk1.field_value(4) else None

@@ -6,8 +6,8 @@ from typing import Any
 
 from interfaces.er7 import Segment
 from interfaces.mapping.builder import BundleBuilder, MappingError
-from interfaces.mapping.codes import code_of, coding_of, id_system
-from interfaces.mapping.datatypes import cwe, cx, field_dtm, xad, xpn, xtn
+from interfaces.mapping.codes import code_of, id_system
+from interfaces.mapping.datatypes import cwe, cx, field_dtm, mapped_concept, xad, xpn, xtn
 
 JsonDict = dict[str, Any]
 US_CORE = "http://hl7.org/fhir/us/core/StructureDefinition/"
@@ -68,10 +68,9 @@ def map_pid(pid: Segment, b: BundleBuilder, *, mode: str = "update") -> tuple[st
     addresses = [a for a in (xad(f) for f in pid.fields_of(11)) if a]
     if addresses:
         patient["address"] = addresses
-    marital = pid.field_value(16)
-    if marital and marital.c(1):
-        coding = coding_of("MaritalStatus", marital.c(1))
-        patient["maritalStatus"] = {"coding": [coding]} if coding else cwe(marital)
+    marital = mapped_concept(pid.field_value(16), "MaritalStatus")
+    if marital:
+        patient["maritalStatus"] = marital
     lang = cwe(pid.field_value(15))
     if lang:
         patient["communication"] = [{"language": lang, "preferred": True}]
