@@ -9,14 +9,11 @@ statuses are read from the IG's Event[EncounterStatus] ConceptMap in ../shared, 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from interfaces.service import pipeline_for
-from tests.unit.interfaces.hl7_testkit import IG, ig_messages
+from tests.unit.interfaces.hl7_testkit import IG, ig_messages, ingest_ok
 
 VISIT = "81456267"  # the sample's PV1-19
 DG1_CODED = "DG1|1||J45.909^Unspecified asthma, uncomplicated^I10||20150601|F"
@@ -68,19 +65,8 @@ def ig_adt(event: str, control_id: str, *, patient_class: str | None = None, loc
 
 
 @pytest.fixture
-def services(tmp_path: Path) -> Iterator[Any]:
-    from digitalfront.app import build_services
-    from digitalfront.config import Settings
-
-    svc = build_services(Settings(database_url=f"sqlite:///{tmp_path}/adt.db", auth=False, hl7_workers=0))
-    yield svc
-    svc.engine.dispose()
-
-
-def ingest(services: Any, raw: bytes) -> None:
-    p = pipeline_for(services)
-    r = p.ingest(raw, "test")
-    assert (r.ack_code, r.status) == ("AA", "processed"), p.store.get(r.message_id).outcome
+def services(services_factory: Any) -> Any:
+    return services_factory(hl7_workers=0)  # SQLite; the writer maps
 
 
 def the_encounter(services: Any) -> dict[str, Any]:
@@ -94,20 +80,20 @@ def test_a_visit_from_pre_admit_to_cancelled_discharge_follows_the_ig_event_map(
     """A05 pre-admit, A01 admit, A02 transfer, A03 discharge, A13 cancel discharge: one Encounter, its status
     each time the IG's Event[EncounterStatus] target; the transfer moves its location, the discharge ends it."""
     status = ig_event_status()
-    ingest(services, ig_adt("A05", "e1", admitted=""))
+    ingest_ok(services, ig_adt("A05", "e1", admitted=""))
     assert the_encounter(services)["status"] == status["A05"] == "planned"
-    ingest(services, ig_adt("A01", "e2"))
+    ingest_ok(services, ig_adt("A01", "e2"))
     assert the_encounter(services)["status"] == status["A01"]
-    ingest(services, ig_adt("A02", "e3", location="WARD^202^01^^^^^^^^DEPID"))
+    ingest_ok(services, ig_adt("A02", "e3", location="WARD^202^01^^^^^^^^DEPID"))
     enc = the_encounter(services)
     assert enc["status"] == status["A02"]
     assert enc["location"][0]["location"]["display"] == "WARD 202 01"
-    ingest(services, ig_adt("A03", "e4", discharged="20150603101500+0100"))
+    ingest_ok(services, ig_adt("A03", "e4", discharged="20150603101500+0100"))
     enc = the_encounter(services)
     assert enc["status"] == status["A03"] == "finished"
     assert enc["period"]["end"] == "2015-06-03T10:15:00+01:00"
     assert enc["location"][0]["status"] == "completed"
-    ingest(services, ig_adt("A13", "e5"))  # the discharge is withdrawn: open again, no end
+    ingest_ok(services, ig_adt("A13", "e5"))  # the discharge is withdrawn: open again, no end
     enc = the_encounter(services)
     assert enc["status"] == status["A13"] == "in-progress"
     assert "end" not in enc.get("period", {})
@@ -115,16 +101,16 @@ def test_a_visit_from_pre_admit_to_cancelled_discharge_follows_the_ig_event_map(
 
 @pytest.mark.parametrize("event", ["A04", "A11"])
 def test_register_and_cancel_admit_take_the_ig_status(services: Any, event: str) -> None:
-    ingest(services, ig_adt(event, f"r-{event}"))
+    ingest_ok(services, ig_adt(event, f"r-{event}"))
     assert the_encounter(services)["status"] == ig_event_status()[event]
 
 
 def test_a06_changes_the_class_and_keeps_the_state_pv1_carries(services: Any) -> None:
     """A06 (outpatient to inpatient) is not in the IG's event map: the class follows PV1-2, the status what
     PV1-44/45 say (admitted, not discharged: in progress), never "unknown" for a visit that is under way."""
-    ingest(services, ig_adt("A04", "c1", patient_class="O^Outpatient^HL70004"))
+    ingest_ok(services, ig_adt("A04", "c1", patient_class="O^Outpatient^HL70004"))
     assert the_encounter(services)["class"]["code"] == "AMB"
-    ingest(services, ig_adt("A06", "c2", patient_class="I^Inpatient^HL70004", admitted="20150601140000"))
+    ingest_ok(services, ig_adt("A06", "c2", patient_class="I^Inpatient^HL70004", admitted="20150601140000"))
     enc = the_encounter(services)
     assert enc["class"]["code"] == "IMP"
     assert enc["status"] == "in-progress"
@@ -133,10 +119,10 @@ def test_a06_changes_the_class_and_keeps_the_state_pv1_carries(services: Any) ->
 def test_a28_and_a31_write_the_person_and_no_visit(services: Any) -> None:
     """Person information events carry PV1 (the sample's) but are about the person: the Patient is created,
     then updated in place, and no Encounter is written."""
-    ingest(services, ig_adt("A28", "p1"))
+    ingest_ok(services, ig_adt("A28", "p1"))
     patients = services.client.search("Patient", {"identifier": "1032702"})
     assert len(patients) == 1 and patients[0]["name"][0]["family"] == "Everywoman"
-    ingest(services, ig_adt("A31", "p2", family="Everyperson"))
+    ingest_ok(services, ig_adt("A31", "p2", family="Everyperson"))
     after = services.client.search("Patient", {"identifier": "1032702"})
     assert [p["id"] for p in after] == [patients[0]["id"]]
     assert after[0]["name"][0]["family"] == "Everyperson"
@@ -148,7 +134,7 @@ def test_dg1_and_pr1_become_conditions_and_a_procedure_of_the_visit(services: An
     kept as text), PR1 -> Procedure (completed, PR1-5 performed), each referring to the patient and visit;
     re-sent, the same ADT updates them instead of adding more."""
     message = ig_adt("A01", "d1", extra=(DG1_CODED, DG1_TEXT_ONLY, PR1_CODED))
-    ingest(services, message)
+    ingest_ok(services, message)
     patient = services.client.search("Patient", {"identifier": "1032702"})[0]
     encounter = the_encounter(services)
     conditions = {(c["code"].get("coding") or [{}])[0].get("code") or c["code"]["text"]: c
@@ -179,7 +165,7 @@ def test_dg1_and_pr1_become_conditions_and_a_procedure_of_the_visit(services: An
     assert (coding["system"], coding["code"]) == (system, code)
     assert patient["contact"][0]["name"]["family"] == "Everyone"
     # the same message again under a new control id: applied again, nothing duplicated
-    ingest(services, message.replace(b"|d1|", b"|d2|", 1))
+    ingest_ok(services, message.replace(b"|d1|", b"|d2|", 1))
     assert len(services.client.search("Condition", {})) == 2
     assert len(services.client.search("Procedure", {})) == 1
     assert len(services.client.search("AllergyIntolerance", {})) == 1

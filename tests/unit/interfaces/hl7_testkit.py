@@ -13,6 +13,17 @@ REPO = Path(__file__).resolve().parents[3]
 IG = REPO.parent / "shared" / "corpora" / "v2-to-fhir"
 
 
+def ingest_ok(services: Any, raw: bytes) -> list[str]:
+    """Ingest one message through ``services``' pipeline, asserting AA (with the store's outcome if not);
+    the resources it wrote."""
+    from interfaces.service import pipeline_for
+
+    p = pipeline_for(services)
+    r = p.ingest(raw, "test")
+    assert (r.ack_code, r.status) == ("AA", "processed"), p.store.get(r.message_id).outcome
+    return r.resources
+
+
 def ig_messages() -> dict[str, str]:
     """Structure name -> message text, from the IG's test_conversions.md (one sample per structure)."""
     path = IG / "samples" / "test_conversions.md"
