@@ -2,9 +2,10 @@
 
 ``MessageStructure`` is MSH-9.3 when sent, otherwise derived from MSH-9.1/9.2
 with HL7 table 0354 (the part we map).  ``parse_with_hl7apy`` runs the same
-message through hl7apy in tolerant mode; it is the reference parser in tests
-and the ``strict`` option, and its output is re-tokenized into our tree so the
-mappers see one shape whichever parser ran.
+message through hl7apy in tolerant mode (``hl7_parser=hl7apy``) as a gate, and
+the mappers read our tree of the original text whichever parser ran; hl7apy is
+also the reference our tokenizer is tested against
+(tests/unit/interfaces/test_hl7apy_reference.py).
 """
 
 from __future__ import annotations
@@ -185,11 +186,13 @@ def parse_with_hl7apy(text: str) -> Er7Message:
     to reject what it cannot parse, never as the source of values.
     """
     from hl7apy.consts import VALIDATION_LEVEL
-    from hl7apy.exceptions import HL7apyException, InvalidName, UnsupportedVersion
+    from hl7apy.exceptions import HL7apyException, InvalidName
     from hl7apy.parser import parse_segment
 
     base = parse_er7(text)
-    version = base.msh.get(12, 1) or "2.5"
+    version = hl7apy_version(base.msh.get(12, 1) or "2.5")
+    if version is None:
+        return base  # not a version we take: the pipeline answers that (AR, ERR 203 at MSH-12) for both parsers
     fs = base.enc.field
     chars = {
         "FIELD": fs,
@@ -207,8 +210,17 @@ def parse_with_hl7apy(text: str) -> Er7Message:
             )
         except InvalidName:
             continue  # Z-segments and segments of a later version (e.g. PRT in 2.5.1) are tolerated
-        except UnsupportedVersion as exc:
-            raise Er7Error(f"unsupported HL7 version {version}") from exc
         except (HL7apyException, ValueError, KeyError) as exc:
             raise Er7Error(f"hl7apy could not parse segment {seg.name} (version {version}): {exc}") from exc
     return base
+
+
+def hl7apy_version(version: str) -> str | None:
+    """The hl7apy library that reads ``version``: its own, or for a version we take that hl7apy has no library
+    for (2.7.1, a technical correction of 2.7), the latest earlier one; None for a version we do not take."""
+    from hl7apy import SUPPORTED_LIBRARIES
+
+    if version not in SUPPORTED_VERSIONS:
+        return None
+    known = [v for v in SUPPORTED_VERSIONS[:SUPPORTED_VERSIONS.index(version) + 1] if v in SUPPORTED_LIBRARIES]
+    return known[-1] if known else None
