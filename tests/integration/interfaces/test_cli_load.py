@@ -73,3 +73,30 @@ def test_shipped_demo_messages_are_the_ig_samples():
     assert {p.stem.upper() for p in DEMO_DIR.glob("*.hl7")} == set(samples)
     for structure, text in samples.items():
         assert (DEMO_DIR / f"{structure.lower()}.hl7").read_bytes() == text.encode("utf-8"), structure
+
+
+def test_replay_by_time_window_takes_only_the_messages_received_in_it(tmp_path, monkeypatch):
+    """``--since`` (inclusive) and ``--until`` (exclusive) select by the store's received time, in UTC."""
+    import time
+    from datetime import UTC, datetime
+
+    monkeypatch.setenv("DIGITALFRONT_DATABASE_URL", f"sqlite:///{tmp_path}/window.db")
+    monkeypatch.setenv("DIGITALFRONT_AUTH", "off")
+    runner = CliRunner()
+    marks = []
+    for i, name in enumerate(("before", "inside", "after")):
+        (tmp_path / f"{name}.hl7").write_bytes(adt("A01", f"w-{name}", mrn=str(810 + i)))
+        if i:
+            time.sleep(0.05)
+            marks.append(datetime.now(UTC).isoformat())
+            time.sleep(0.05)
+        out = runner.invoke(hl7, ["load", str(tmp_path / f"{name}.hl7")], catch_exceptions=False)
+        assert "processed=1" in out.output, out.output
+    out = runner.invoke(hl7, ["replay", "--since", marks[0], "--until", marks[1]], catch_exceptions=False)
+    assert out.output.strip() == "AA=1"
+    out = runner.invoke(hl7, ["replay", "--since", marks[0]], catch_exceptions=False)
+    assert out.output.strip() == "AA=2"
+    out = runner.invoke(hl7, ["replay", "--until", marks[0]], catch_exceptions=False)
+    assert out.output.strip() == "AA=1"
+    out = runner.invoke(hl7, ["replay", "--since", "yesterday"])
+    assert out.exit_code == 2 and "not an ISO 8601 date/time: yesterday" in out.output
