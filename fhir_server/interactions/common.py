@@ -10,7 +10,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from fhir_server import formats
+from fhir_server import authz, formats
 from fhir_server.errors import Issue, OperationOutcomeError, bad_request, informational, not_found
 from fhir_server.model import FhirRequest, FhirResponse, Headers, JsonDict
 from fhir_server.repository import ConditionalCriteria, FhirRepository, StoredResource
@@ -44,6 +44,20 @@ def request_resource(req: FhirRequest) -> JsonDict:
     res = formats.parse_body(req.body, req.headers.get("content-type"))
     req.resource = res
     return res
+
+
+def check_stored(req: FhirRequest, repo: FhirRepository, interaction: str, resource_type: str, id: str) -> None:
+    """403 when the version a write replaces is outside the token's grant: a write is checked against what it
+    overwrites as well as what it writes, so a patient's token cannot take over another patient's resource."""
+    if req.context.unrestricted:
+        return
+    try:
+        current = repo.read(resource_type, id)
+    except OperationOutcomeError as exc:
+        if exc.status in (404, 410):  # nothing there (or deleted): the body alone decides
+            return
+        raise
+    authz.check_resource(req.context, interaction, current.resource or {})
 
 
 def parse_etag(value: str | None) -> int | None:

@@ -8,6 +8,7 @@ from fhir_server import authz
 from fhir_server.errors import informational
 from fhir_server.interactions.common import (
     check_id,
+    check_stored,
     check_type,
     match_conditional,
     multiple_matches,
@@ -32,12 +33,7 @@ def delete(router: FhirRouter, req: FhirRequest, repo: FhirRepository, resource_
     check_type(router, resource_type)
     check_id(id)
     authz.check_interaction(req.context, "delete", resource_type)
-    if not req.context.unrestricted:
-        try:
-            authz.check_resource(req.context, "delete", repo.read(resource_type, id).resource or {})
-        except Exception as exc:  # noqa: BLE001 - only authorization failures matter here
-            if getattr(exc, "status", None) in (401, 403):
-                raise
+    check_stored(req, repo, "delete", resource_type, id)
     result = repo.delete(resource_type, id, if_match=parse_etag(req.headers.get("if-match")))
     if result is None:
         return _response(req, f"{resource_type}/{id} did not exist; nothing to delete")

@@ -8,6 +8,7 @@ from fhir_server import authz
 from fhir_server.errors import bad_request
 from fhir_server.interactions.common import (
     check_id,
+    check_stored,
     check_type,
     match_for_write,
     multiple_matches,
@@ -33,7 +34,11 @@ def update(router: FhirRouter, req: FhirRequest, repo: FhirRepository, resource_
         raise bad_request("The resource in an update must carry its id", code="required")
     if resource["id"] != id:
         raise bad_request(f"Body id {resource['id']!r} does not match the URL id {id!r}")
-    return _store(router, req, repo, resource, parse_etag(req.headers.get("if-match")))
+    if req.context.unrestricted:
+        return _store(router, req, repo, resource, parse_etag(req.headers.get("if-match")))
+    with repo.unit_of_work() as uow:  # the stored version checked and replaced in one transaction
+        check_stored(req, uow, "update", resource_type, id)
+        return _store(router, req, uow, resource, parse_etag(req.headers.get("if-match")))
 
 
 def _store(router: FhirRouter, req: FhirRequest, repo: FhirRepository, resource: dict, if_match: int | None

@@ -147,6 +147,35 @@ def test_patient_write_scopes_confined(live):
     assert r.status_code == 403
 
 
+def test_a_patient_token_cannot_take_over_another_patients_resource(live):
+    """PUT checks the stored version too: relabelling another patient's Observation as one's own (its body is
+    then in one's compartment) is 403, directly and in a transaction, and the stored one is unchanged."""
+    mine, other = live.patients[0], live.patients[1]
+    services = live.app.extensions["digitalfront"]
+    theirs = services.client.search("Observation", {"subject": f"Patient/{other}", "_count": "1"})[0]
+    h_json = {**H(user_token(live, "launch/patient patient/*.cruds")["access_token"]),
+              "Content-Type": "application/fhir+json"}
+    hijacked = {**theirs, "subject": {"reference": f"Patient/{mine}"}}
+    r = requests.put(f"{live.base}/Observation/{theirs['id']}", data=json.dumps(hijacked), headers=h_json)
+    assert r.status_code == 403, r.text
+    assert r.json()["resourceType"] == "OperationOutcome"
+    tx = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": hijacked, "request": {"method": "PUT", "url": f"Observation/{theirs['id']}"}}]}
+    assert requests.post(live.base, data=json.dumps(tx), headers=h_json).status_code == 403
+    stored = services.client.read("Observation", theirs["id"])
+    assert stored["subject"]["reference"] == f"Patient/{other}" and stored["meta"]["versionId"] == theirs["meta"]["versionId"]
+    # one's own resource is still updated, and a new id is still created by PUT
+    own = {"resourceType": "Observation", "status": "final", "code": {"text": "own"},
+           "subject": {"reference": f"Patient/{mine}"}}
+    created = requests.post(f"{live.base}/Observation", data=json.dumps(own), headers=h_json).json()
+    changed = requests.put(f"{live.base}/Observation/{created['id']}", headers=h_json,
+                           data=json.dumps({**created, "status": "amended"}))
+    assert changed.status_code == 200 and changed.json()["meta"]["versionId"] == "2"
+    new_id = f"own-{uuid.uuid4().hex[:8]}"
+    made = requests.put(f"{live.base}/Observation/{new_id}", data=json.dumps({**own, "id": new_id}), headers=h_json)
+    assert made.status_code == 201
+
+
 def test_limited_type_scope_is_403(live):
     h = H(user_token(live, "launch/patient patient/Patient.rs")["access_token"])
     assert requests.get(f"{live.base}/Patient/{live.patients[0]}", headers=h).status_code == 200
