@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from fhir_server.errors import forbidden
+from fhir_server.errors import OperationOutcomeError, forbidden
 from fhir_server.model import JsonDict, RequestContext
 
 # Which SMART v2 permission an interaction needs. History of one instance is a
@@ -143,6 +143,28 @@ def check_interaction(ctx: RequestContext, interaction: str, resource_type: str 
     in_compartment = resource_type in PATIENT_COMPARTMENT or resource_type == "Patient"
     if in_compartment and all(_patient_anchor(ctx, r) == "" for r in rules):
         raise forbidden("Patient-level scopes need a patient in the launch context")
+
+
+def check_maintenance(ctx: RequestContext, operation: str, interaction: str, resource_type: str | None) -> None:
+    """403 unless ``ctx`` holds a system-level grant for ``interaction`` on ``resource_type`` (every type when
+    None): maintenance operations such as ``$reindex`` act on all patients' data, so patient- and user-level
+    grants never reach them, whatever their resource types."""
+    if ctx.unrestricted:
+        return
+    permission = INTERACTION_PERMISSION.get(interaction, "r")
+    if not any(r.level == "system" and r.resource_type in ("*", resource_type) and not r.params
+               for r in _rules(ctx, resource_type, permission)):
+        scope = f"system/{resource_type or '*'}.{permission}"
+        raise forbidden(f"${operation} needs a system-level scope such as {scope}")
+
+
+def permits(ctx: RequestContext, interaction: str, resource_type: str | None) -> bool:
+    """``check_interaction`` as a question: for operations that take what the grant allows of a set of types."""
+    try:
+        check_interaction(ctx, interaction, resource_type)
+    except OperationOutcomeError:
+        return False
+    return True
 
 
 def check_resource(ctx: RequestContext, interaction: str, resource: JsonDict) -> None:

@@ -62,8 +62,8 @@ def make_handler(service: NlpService) -> Any:
         params = _params(req)
         persist = _flag(params, "persist")
         hypo = _flag(params, "includeHypothetical")
-        # persistence runs as the system: the caller was already authorised for this operation; the
-        # transaction-response's fullUrls and locations use the base the caller used
+        # the note's attachments are read as the system (the note itself was read with the caller's rights);
+        # the transaction-response's fullUrls and locations use the base the caller used
         client = LocalFhirClient(router, replace(SYSTEM_CONTEXT, base_url=req.context.base_url))
         btype = "transaction" if persist else "collection"
         if resource_type is None:
@@ -91,8 +91,8 @@ def make_handler(service: NlpService) -> Any:
                 raise unprocessable(str(exc)) from exc
             if persist and not result.patient_ref:
                 raise unprocessable(f"{resource_type}/{id} has no Patient subject; cannot persist")
-        if persist:
-            return FhirResponse(200, service.persist(result, client))
+        if persist:  # written with the caller's own rights: each entry is a create (or delete) it must hold
+            return FhirResponse(200, service.persist(result, LocalFhirClient(router, req.context)))
         return FhirResponse(200, result.bundle)
 
     return extract

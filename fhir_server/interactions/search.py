@@ -76,18 +76,11 @@ def run_search(router: FhirRouter, req: FhirRequest, repo: FhirRepository, types
     params = search_params(req)
     parsed = router.search_parser().parse(types, params, lenient=lenient)
     q = parsed.query
-    for rt in q.resource_types or []:
-        authz.check_interaction(req.context, "search", rt)
-    if q.resource_types is None:
-        authz.check_interaction(req.context, "search", None)
     if extra:
         q.criteria.extend(extra)
-    authz.check_search_targets(req.context, sorted(_reached_types(q.criteria)))
-    restrict(router, req, q)
+    authorize_search(router, req, q)
     result = repo.search(q)
-    for st in result.matches + result.included:
-        if st.resource is not None:
-            authz.check_resource(req.context, "search", st.resource)
+    check_results(req, result.matches + result.included)
     if parsed.query.summary_count:
         bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "total": result.total or 0,
                                   "link": [{"relation": "self", "url": f"{req.context.base_url.rstrip('/')}/{path}"
@@ -95,6 +88,24 @@ def run_search(router: FhirRouter, req: FhirRequest, repo: FhirRepository, types
         return FhirResponse(200, bundle)
     return FhirResponse(200, build_bundle(router, req, parsed, path, result.matches, result.included,
                                           result.total, result.next_cursor))
+
+
+def authorize_search(router: FhirRouter, req: FhirRequest, q: Any) -> None:
+    """What every search-like interaction checks before it runs: the types searched and those a chain or
+    ``_has`` reaches into, then the caller's restrictions ANDed into ``q`` (see ``restrict``)."""
+    for rt in q.resource_types or []:
+        authz.check_interaction(req.context, "search", rt)
+    if q.resource_types is None:
+        authz.check_interaction(req.context, "search", None)
+    authz.check_search_targets(req.context, sorted(_reached_types(q.criteria)))
+    restrict(router, req, q)
+
+
+def check_results(req: FhirRequest, found: list[StoredResource]) -> None:
+    """Each resource a search-like interaction returns, against the caller's grant (the last line)."""
+    for st in found:
+        if st.resource is not None:
+            authz.check_resource(req.context, "search", st.resource)
 
 
 def _reached_types(criteria: list[Criterion]) -> set[str]:

@@ -6,7 +6,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 from fhir_server.errors import bad_request
-from fhir_server.interactions.search import build_bundle, search_params
+from fhir_server.interactions.search import authorize_search, build_bundle, check_results, search_params
 from fhir_server.model import FhirRequest, FhirResponse
 from fhir_server.search.query import SortKey
 
@@ -24,6 +24,7 @@ def lastn(router: FhirRouter, req: FhirRequest, resource_type: str | None, id: s
         raise bad_request("max must be at least 1")
     parsed = router.search_parser().parse(["Observation"], params)
     q = parsed.query
+    authorize_search(router, req, q)  # the same grants and patient/granular restrictions as a search
     date = router.registry.get("Observation", "date")
     q.sort = [SortKey(date, "date", True)]
     q.count = 1000
@@ -33,6 +34,7 @@ def lastn(router: FhirRouter, req: FhirRequest, resource_type: str | None, id: s
     while True:
         q.cursor = cursor
         result = router.repo.search(q)
+        check_results(req, result.matches)
         for st in result.matches:
             res = st.resource or {}
             codings = (res.get("code") or {}).get("coding") or [{}]

@@ -30,9 +30,11 @@ def everything(router: FhirRouter, req: FhirRequest, resource_type: str | None, 
     types_param = req.param("_type")
     members = sorted(compartment_definitions()["Patient"])
     types = [t for t in members if t in router.resource_types]
-    if types_param:
+    if types_param:  # asked for by name: each must be granted (403 otherwise, in the search)
         wanted = {t.strip() for t in types_param.split(",") if t.strip()}
         types = [t for t in types if t in wanted]
+    else:  # "everything" the token may see: the compartment's types its scopes grant
+        types = [t for t in types if authz.permits(req.context, "search", t)]
     subs = [c for t in types if (c := compartment_criterion(router.registry, "Patient", id, t)) is not None]
     start, end = req.param("start"), req.param("end")
     if start or end:

@@ -11,6 +11,7 @@ import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from fhir_server import authz
 from fhir_server.errors import not_found
 from fhir_server.model import FhirRequest, FhirResponse
 
@@ -33,7 +34,9 @@ def _job_parameters(job: dict[str, Any]) -> dict[str, Any]:
 def reindex(router: FhirRouter, req: FhirRequest, resource_type: str | None, id: str | None) -> FhirResponse:
     repo: Any = router.repo
     job_id = req.param("job")
-    if req.method == "GET" or job_id:
+    starts = not (req.method == "GET" or job_id)
+    authz.check_maintenance(req.context, "reindex", "update" if starts else "read", resource_type)
+    if not starts:
         if not job_id:
             return FhirResponse(200, {"resourceType": "Parameters", "parameter": [
                 {"name": "job", "valueString": j["id"]} for j in repo.list_jobs("reindex")]})

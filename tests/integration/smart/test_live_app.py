@@ -180,7 +180,12 @@ def test_limited_type_scope_is_403(live):
     h = H(user_token(live, "launch/patient patient/Patient.rs")["access_token"])
     assert requests.get(f"{live.base}/Patient/{live.patients[0]}", headers=h).status_code == 200
     assert requests.get(f"{live.base}/Condition", headers=h).status_code == 403
-    assert requests.get(f"{live.base}/Patient/{live.patients[0]}/$everything", headers=h).status_code in (200, 403)
+    # $everything returns what the grant allows (here the patient alone); a type named in _type must be granted
+    everything = requests.get(f"{live.base}/Patient/{live.patients[0]}/$everything", headers=h)
+    assert everything.status_code == 200, everything.text
+    assert [e["resource"]["resourceType"] for e in everything.json()["entry"]] == ["Patient"]
+    named = requests.get(f"{live.base}/Patient/{live.patients[0]}/$everything?_type=Patient,Condition", headers=h)
+    assert named.status_code == 403
 
 
 def test_has_cannot_probe_ungranted_types(live):
