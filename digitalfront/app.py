@@ -36,6 +36,8 @@ class Services:
     events: EventBus
     client: LocalFhirClient
     authenticator: Any = None
+    # called with (context, request, response) when a token's scopes refuse a FHIR request (403): SMART audits it
+    on_forbidden: Any = None
     terminology: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
 

@@ -65,6 +65,9 @@ def make_blueprint(services: Any, url_prefix: str = "/fhir") -> Blueprint:
             req = FhirRequest(request.method, path, query, dict(request.headers), body=body or None, context=ctx,
                               accepts_json_body=True)
             resp = services.router.handle(req)
+            on_forbidden = getattr(services, "on_forbidden", None)
+            if resp.status == 403 and ctx.scopes is not None and on_forbidden is not None:
+                on_forbidden(ctx, req, resp)
         except OperationOutcomeError as err:
             resp = FhirResponse(err.status, err.outcome(), err.headers)
         return render_response(resp, fmt, pretty, head=request.method == "HEAD")

@@ -92,6 +92,19 @@ def _authenticator(smart: SmartAuthServer, fhir_path: str) -> Any:
     return authenticate
 
 
+def _audit_refusal(smart: SmartAuthServer) -> Any:
+    """A request a valid token's scopes refuse (403) is a security alert like a bad token: an AuditEvent
+    (subtype ``denied``, outcome 4) naming the client, the user and what was refused."""
+
+    def audit(ctx: Any, req: Any, resp: Any) -> None:
+        issues = (resp.resource or {}).get("issue") or [{}]
+        why = issues[0].get("diagnostics", "forbidden")
+        smart.audit("denied", False, client_id=ctx.client_id, user=ctx.subject, fhir_user=ctx.fhir_user,
+                    detail=f"{req.method} {req.path or '/'}: {why}")
+
+    return audit
+
+
 def init_app(app: Flask, services: Any) -> None:
     settings = services.settings
     store = SmartStore(services.engine)
@@ -106,6 +119,7 @@ def init_app(app: Flask, services: Any) -> None:
     services.router.capability_extras.append(_add_security)
     if settings.auth:
         services.authenticator = _authenticator(smart, config.fhir_path)
+        services.on_forbidden = _audit_refusal(smart)
     else:
         log.warning("DIGITALFRONT_AUTH=off: the FHIR API accepts requests WITHOUT authorization (development only)")
     try:

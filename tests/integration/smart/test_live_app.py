@@ -218,10 +218,19 @@ def test_audit_events_recorded(live):
                                 params=authorize_params(live, live.public, "launch/patient patient/*.rs",
                                                         challenge)).text)
     login_fail.post(live.url + "/oauth/authorize", data=page.fields + [("username", "pat"), ("password", "x")])
+    probe = f"MedicationRequest/audit-{uuid.uuid4().hex[:8]}"
+    refused = requests.get(f"{live.base}/{probe}", headers=H(user_token(live, "launch/patient patient/Patient.rs")
+                                                               ["access_token"]))
+    assert refused.status_code == 403
     services = live.services
     events = services.client.search("AuditEvent", [("_count", "200")])
     kinds = {(e["subtype"][0]["code"], e["outcome"]) for e in events}
-    assert {("login", "0"), ("login", "4"), ("token", "0")} <= kinds
+    assert {("login", "0"), ("login", "4"), ("token", "0"), ("denied", "4")} <= kinds
+    denied = [e for e in events if e["subtype"][0]["code"] == "denied" and f"GET {probe}" in e["outcomeDesc"]]
+    assert len(denied) == 1 and "do not permit 'read' on MedicationRequest" in denied[0]["outcomeDesc"]
+    who = {a["who"].get("display") for a in denied[0]["agent"]} | {
+        a["who"].get("identifier", {}).get("value") for a in denied[0]["agent"]}
+    assert "pat" in who and live.public in who  # the user and the client that were refused
 
 
 def test_bulk_export_over_http(live):
