@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 MLLP_PORT ?= 2575
 
-.PHONY: serve test lint bench compiled eval-nlp clean triton-venv browser-deps
+.PHONY: serve test lint bench compiled eval-nlp clean triton-venv browser-deps train-deps
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ eval-nlp: $(STAMP)
 	touch $@
 
 triton-venv: .venv-triton/.installed
+
+# the 'train' extra (torch CPU, scikit-learn, skl2onnx, onnx): the retraining tests run where it is installed
+train-deps: $(STAMP)
+	$(PY) -m pip install -q -e '.[train]'
 
 browser-deps:
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium)

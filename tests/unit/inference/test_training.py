@@ -4,6 +4,7 @@ readmission needs scikit-learn/skl2onnx and the Synthea corpus (~10 s); imaging 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -14,12 +15,18 @@ CORPUS = Path(__file__).resolve().parents[3] / ".." / "shared" / "corpora" / "sy
 
 
 def test_readmission_retraining_is_byte_identical(tmp_path):
+    """``digitalfront models train readmission_risk`` rebuilds the shipped model byte for byte."""
     pytest.importorskip("skl2onnx", reason="needs the 'train' extra")
     if not CORPUS.is_dir():
         pytest.skip("needs ../shared/corpora/synthea-r4")
-    from inference.training.train_readmission import train
+    from click.testing import CliRunner
 
-    metrics = train(CORPUS, tmp_path)
+    from inference.cli import models
+
+    out = CliRunner().invoke(models, ["train", "readmission_risk", "--out", str(tmp_path), "--corpus", str(CORPUS)],
+                             catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    metrics = json.loads(out.output.strip().splitlines()[-1])
     assert metrics["n_patients"] == 74 and metrics["auroc_cv5_grouped"] > 0.6
     shipped = DEFAULT_ROOT / "readmission_risk"
     for rel in ("1/model.onnx", "1/model.py", "config.pbtxt", "configs/gpu.pbtxt", "model_card.json"):
