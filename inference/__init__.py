@@ -35,6 +35,14 @@ def _setting(settings_like: Any, name: str, default: str) -> str:
     return str(value) if value not in (None, "") else default
 
 
+def model_repository(settings_like: Any = None) -> str:
+    """The model repository the server's models (and their cards) are read from: ``model_repository`` when
+    set, else the shipped one."""
+    from inference.registry import repository_root
+
+    return _setting(settings_like, "model_repository", "") or str(repository_root(settings_like))
+
+
 def get_model_client(settings_like: Any = None) -> ModelClient:
     """Pick the backend from ``inference_backend`` ("inprocess" | "triton") and ``triton_url``.
 
@@ -43,10 +51,8 @@ def get_model_client(settings_like: Any = None) -> ModelClient:
     ("true"/"false", default true).
     """
     from inference.inprocess import InProcessClient
-    from inference.registry import repository_root
 
-    root = _setting(settings_like, "model_repository", "") or str(repository_root(settings_like))
-    local = InProcessClient(root)
+    local = InProcessClient(model_repository(settings_like))
     backend = _setting(settings_like, "inference_backend", "inprocess").lower()
     if backend in ("inprocess", "in-process", "local", "cpu"):
         return local

@@ -246,6 +246,20 @@ class _Builder:
             res["condition"].append({"code": _cc(m)})
 
 
+def nlp_attribution(ruleset: RuleSet | None = None) -> dict[str, Any]:
+    """A Provenance's ``policy`` and ``agent`` naming the pipeline (medSpaCy and model versions) and the rule
+    set's name and version, for every Provenance the NLP's output is written or suggested with."""
+    rs = ruleset or default_ruleset()
+    return {
+        "policy": [f"{RULESET_POLICY_PREFIX}{rs.name}@{rs.version}"],
+        "agent": [{
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                                 "code": "assembler"}]},
+            "who": {"display": f"{pipeline_label()}; rules {rs.label}"},
+        }],
+    }
+
+
 def to_bundle(mentions: Iterable[Mention], patient_ref: str, note_ref: str, *, text: str | None = None,
               encounter_ref: str | None = None, recorded: str | None = None, bundle_type: str = "collection",
               include_hypothetical: bool = False, ruleset: RuleSet | None = None) -> dict[str, Any]:
@@ -270,13 +284,7 @@ def to_bundle(mentions: Iterable[Mention], patient_ref: str, note_ref: str, *, t
     if entries:
         prov: dict[str, Any] = {
             "resourceType": "Provenance", "meta": {"tag": [source_tag(note_ref)]},
-            "target": targets, "recorded": recorded,
-            "policy": [f"{RULESET_POLICY_PREFIX}{rs.name}@{rs.version}"],
-            "agent": [{
-                "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
-                                     "code": "assembler"}]},
-                "who": {"display": f"{pipeline_label()}; rules {rs.label}"},
-            }],
+            "target": targets, "recorded": recorded, **nlp_attribution(rs),
         }
         if _is_doc_ref(note_ref):
             prov["entity"] = [{"role": "source", "what": {"reference": note_ref}}]

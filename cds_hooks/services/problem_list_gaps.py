@@ -170,6 +170,8 @@ class ProblemListGaps(CdsService):
         return CdsResponse(cards=[card])
 
     def _suggestion(self, pid: str, m: Any, note_ref: str, now: datetime) -> Suggestion:
+        from nlp.fhir_mapping import nlp_attribution  # (only called with NLP mentions: the package is there)
+
         cond_id = new_id()
         condition: JsonDict = {
             "resourceType": "Condition", "id": cond_id,
@@ -191,9 +193,7 @@ class ProblemListGaps(CdsService):
             "recorded": now.isoformat(timespec="seconds"),
             "activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
                                      "code": "CREATE"}]},
-            "agent": [{"type": {"coding": [{
-                "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
-                "code": "assembler"}]}, "who": {"display": "DigitalFront clinical NLP"}}],
+            **nlp_attribution(),  # the pipeline and rule-set versions, as on $extract's output
             "entity": [{"role": "source", "what": {
                 "reference": note_ref, "display": m.text},
                 "extension": [{"url": SPAN_EXT, "extension": [

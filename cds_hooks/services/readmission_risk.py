@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,28 +42,40 @@ def model_client(settings: Any) -> Any | None:
         return _clients[key]
 
 
-def model_prediction(resources: dict[str, list[JsonDict]], now: datetime,
-                     settings: Any) -> tuple[float, list[tuple[str, float]]] | None:
-    """(probability, [(feature, contribution)] largest first) or None when the model cannot answer."""
+@dataclass
+class Prediction:
+    probability: float
+    top: list[tuple[str, float]]  # (feature, contribution), largest first
+    version: str  # the model version that answered (pinned, not "latest at the server")
+    demo: bool
+
+
+def model_prediction(resources: dict[str, list[JsonDict]], now: datetime, settings: Any) -> Prediction | None:
+    """The model's probability and its largest contributions, or None when the model cannot answer."""
     client = model_client(settings)
     if client is None:
         return None
     try:
         import numpy as np
 
+        from inference import model_repository
         from inference.features import FEATURE_NAMES, feature_vector, readmission_features
+        from inference.registry import registry
 
+        info = registry(model_repository(settings)).get(MODEL)
+        version = str(info.resolve_version(None))
         feats = readmission_features(resources, as_of=now)
         base = np.array(feature_vector(feats), dtype=np.float32)
         batch = np.repeat(base[None, :], len(FEATURE_NAMES) + 1, axis=0)
         for i in range(len(FEATURE_NAMES)):
             batch[i + 1, i] = 0.0
-        probs = client.infer(MODEL, {"features": batch})["probabilities"]
+        probs = client.infer(MODEL, {"features": batch}, version=version)["probabilities"]
         p = float(probs[0][1])
         contrib = [(name, p - float(probs[i + 1][1])) for i, name in enumerate(FEATURE_NAMES)
                    if feats[name] != 0.0]
         contrib.sort(key=lambda c: -c[1])
-        return p, [c for c in contrib if c[1] > 0.005][:3]
+        return Prediction(p, [c for c in contrib if c[1] > 0.005][:3], version,
+                          bool(info.card.get("demo_model", False)))
     except Exception as exc:  # noqa: BLE001 - inference errors degrade to LACE
         log.warning("readmission model failed: %s", exc)
         return None
@@ -108,18 +121,18 @@ class ReadmissionRisk(CdsService):
         resources = {"Patient": [patient] if patient else [], "Encounter": encounters,
                      "Condition": conditions, "MedicationRequest": data.resources("medications")}
         ml = model_prediction(resources, now, env.settings)
-        high = score.risk == "high" or (ml is not None and ml[0] >= MODEL_HIGH)
+        high = score.risk == "high" or (ml is not None and ml.probability >= MODEL_HIGH)
         if score.risk == "low" and not high:
             return CdsResponse()
         detail = (f"**LACE {score.score}** ({score.risk} risk; ≥10 is high)\n\n"
                   + "\n".join(f"- {f}" for f in _factors(score)))
         summary = f"Readmission risk {'high' if high else 'moderate'}: LACE {score.score}"
         if ml is not None:
-            p, top = ml
-            summary += f", model {p:.0%}"
-            detail += (f"\n\n**ML model: {p:.0%}** 30-day readmission probability (demo model, not "
-                       "clinically validated). Top contributing factors: "
-                       + (", ".join(f"{n} (+{d:.0%})" for n, d in top) or "none stand out"))
+            summary += f", model {ml.probability:.0%}"
+            detail += (f"\n\n**ML model: {ml.probability:.0%}** 30-day readmission probability ({MODEL} "
+                       f"version {ml.version}{', demo model, not clinically validated' if ml.demo else ''}). "
+                       "Top contributing factors: "
+                       + (", ".join(f"{n} (+{d:.0%})" for n, d in ml.top) or "none stand out"))
         else:
             detail += "\n\nML model not available: LACE only."
         stay = score.index_encounter or {}
@@ -127,18 +140,23 @@ class ReadmissionRisk(CdsService):
             "resourceType": "RiskAssessment", "id": new_id(), "status": "preliminary",
             "subject": {"reference": f"Patient/{pid}"},
             "occurrenceDateTime": now.isoformat(timespec="seconds"),
-            "method": {"text": "LACE index" + (" + DigitalFront readmission model" if ml else "")},
+            "method": {"text": "LACE index" + (f" + {MODEL} model version {ml.version}" if ml else "")},
             "prediction": [{
                 "outcome": {"text": "Readmission within 30 days"},
                 "qualitativeRisk": {"coding": [{"system": RISK_CS, "code": "high" if high else "moderate"}]},
                 "whenRange": {"high": {"value": 30, "unit": "days", "system": "http://unitsofmeasure.org",
                                        "code": "d"}},
-                **({"probabilityDecimal": round(ml[0], 4)} if ml else {}),
+                **({"probabilityDecimal": round(ml.probability, 4)} if ml else {}),
             }],
             "note": [{"text": f"LACE {score.score}: " + "; ".join(_factors(score))}],
         }
         if stay.get("id"):
             assessment["encounter"] = {"reference": f"Encounter/{stay['id']}"}
+        if ml is not None:  # the model and version that computed the probability travel with it
+            from inference.model_device import model_device
+
+            assessment["contained"] = [{**model_device(MODEL, ml.version, ml.demo), "id": "model"}]
+            assessment["performer"] = {"reference": "#model", "display": f"{MODEL} version {ml.version}"}
         card = Card(summary=summary, indicator="warning" if high else "info", detail=detail,
                     source_label="DigitalFront readmission risk (LACE, van Walraven 2010; demo ML model)",
                     source_url="https://doi.org/10.1503/cmaj.091117",

@@ -18,6 +18,7 @@ from fhir_server.model import SYSTEM_CONTEXT, FhirRequest, RequestContext
 from inference.client import InferenceError, ModelClient
 from inference.imaging import fhir_builder as fb
 from inference.imaging.dicom import DicomError, DicomInstance, preprocess, read_dicom
+from inference.model_device import MODEL_ID_SYSTEM
 from inference.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ class ImagingAnalyzer:
             model_ref, findings = self.infer(instances, model, version)
             findings_by_sop = {f.instance.sop_uid: f for f in findings}
             device = _search_one(router, context, "Device",
-                                 [("identifier", f"{fb.MODEL_ID_SYSTEM}|{model_ref.name}:{model_ref.version}")])
+                                 [("identifier", f"{MODEL_ID_SYSTEM}|{model_ref.name}:{model_ref.version}")])
             model_ref.device_id = device.get("id") if device else None
         results = []
         for study_uid, group in by_study.items():

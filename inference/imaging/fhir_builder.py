@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from inference.imaging.dicom import DicomInstance
+from inference.model_device import model_device
 
 DICOM_UID_SYSTEM = "urn:dicom:uid"
 DCM_SYSTEM = "http://dicom.nema.org/resources/ontology/DCM"
-MODEL_ID_SYSTEM = "urn:digitalfront:model"
 PATIENT_ID_SYSTEM = "urn:digitalfront:dicom-patient-id"
 FINDING_SYSTEM = "http://digitalfront.example/fhir/CodeSystem/ai-finding"
 # DICOM BodyPartExamined defined terms -> SNOMED CT (the common ones; others keep the DICOM term as text)
@@ -135,16 +135,7 @@ def merge_imaging_study(existing: dict[str, Any] | None, instances: list[DicomIn
 
 
 def device_resource(model: ModelRef) -> dict[str, Any]:
-    res: dict[str, Any] = {
-        "resourceType": "Device", "status": "active",
-        "identifier": [{"system": MODEL_ID_SYSTEM, "value": f"{model.name}:{model.version}"}],
-        "deviceName": [{"name": model.name, "type": "model-name"}],
-        "type": {"text": "AI/ML inference model"},
-        "version": [{"value": model.version}],
-    }
-    if model.demo:
-        res["note"] = [{"text": "Demo model trained on synthetic data; not for clinical use."}]
-    return res
+    return model_device(model.name, model.version, model.demo)
 
 
 def observation(f: Finding, subject: dict[str, str], study_ref: str, device_ref: str,

@@ -49,6 +49,13 @@ def test_only_affirmed_uncovered_conditions_become_suggestions(cds: Any) -> None
     span = {e["url"]: e["valueInteger"] for e in provenance["entity"][0]["extension"][0]["extension"]}
     assert NOTE[span["start"]:span["end"]] == "atrial fibrillation"
     assert provenance["entity"][0]["what"]["reference"] == "DocumentReference/n1"
+    # named like $extract's output: the pipeline (medSpaCy version) and the rule set's name and version
+    from nlp.ruleset import default_ruleset
+
+    rs = default_ruleset()
+    assert provenance["policy"] == [f"urn:digitalfront:nlp:ruleset:{rs.name}@{rs.version}"]
+    who = provenance["agent"][0]["who"]["display"]
+    assert "medspacy" in who.lower() and rs.label in who
 
 
 def test_diagnostic_report_text_counts_and_old_or_covered_notes_do_not(cds: Any) -> None:

@@ -64,6 +64,21 @@ def test_high_risk_card_with_lace_breakdown_and_model(cds: Any) -> None:
     assert ra["prediction"][0]["qualitativeRisk"]["coding"][0]["code"] == "high"
     assert 0.0 <= ra["prediction"][0]["probabilityDecimal"] <= 1.0
     assert f"model {ra['prediction'][0]['probabilityDecimal']:.0%}" in card["summary"]
+    # the model and the version that computed the probability travel with it, as its performer (a Device)
+    from inference.registry import registry
+
+    info = registry().get("readmission_risk")
+    version = str(info.resolve_version(None))
+    [device] = ra["contained"]
+    assert ra["performer"]["reference"] == f"#{device['id']}"
+    assert device["resourceType"] == "Device" and device["version"] == [{"value": version}]
+    assert device["identifier"][0]["value"] == f"readmission_risk:{version}"
+    assert ("note" in device) == bool(info.card.get("demo_model"))  # labelled a demo model when it is one
+    assert f"readmission_risk version {version}" in card["detail"] and version in ra["method"]["text"]
+    from fhir_server.validation import has_errors, validate_resource
+
+    issues = validate_resource({k: v for k, v in ra.items() if k != "id"})  # what the EHR would create
+    assert not has_errors(issues), [i.diagnostics for i in issues]
 
 
 def test_lace_card_works_without_the_model(cds: Any, monkeypatch: pytest.MonkeyPatch) -> None:
