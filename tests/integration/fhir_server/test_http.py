@@ -131,3 +131,38 @@ def test_metrics_endpoint(live_server: Any) -> None:
                   headers={"Content-Type": FHIR_JSON}, timeout=30)
     text = requests.get(f"{live_server.url}/metrics", timeout=30).text
     assert 'digitalfront_resources{type="Patient"} 1' in text
+
+
+def test_patch_over_http_json_patch_fhirpath_patch_and_versions(live_server: Any) -> None:
+    """PATCH as a client sends it: JSON Patch and FHIRPath Patch bodies, a new version with its ETag, 412 for a
+    stale If-Match (nothing changed), 422 for a patch that makes the resource invalid, and conditional PATCH."""
+    base = live_server.base
+    created = requests.post(f"{base}/Patient", json={"resourceType": "Patient", "active": True,
+                                                     "identifier": [{"system": "urn:t", "value": "patch-1"}],
+                                                     "name": [{"family": "Before"}]},
+                            headers={"Content-Type": FHIR_JSON}, timeout=30).json()
+    url = f"{base}/Patient/{created['id']}"
+    r = requests.patch(url, data=json.dumps([{"op": "replace", "path": "/name/0/family", "value": "After"}]),
+                       headers={"Content-Type": "application/json-patch+json", "If-Match": 'W/"1"'}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.headers["ETag"] == 'W/"2"' and r.json()["name"][0]["family"] == "After"
+    stale = requests.patch(url, data=json.dumps([{"op": "replace", "path": "/active", "value": False}]),
+                           headers={"Content-Type": "application/json-patch+json", "If-Match": 'W/"1"'}, timeout=30)
+    assert stale.status_code == 412 and stale.json()["resourceType"] == "OperationOutcome"
+    fhirpath = {"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
+        {"name": "type", "valueCode": "replace"}, {"name": "path", "valueString": "Patient.active"},
+        {"name": "value", "valueBoolean": False}]}]}
+    r = requests.patch(url, json=fhirpath, headers={"Content-Type": FHIR_JSON}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.headers["ETag"] == 'W/"3"' and r.json()["active"] is False
+    invalid = requests.patch(url, data=json.dumps([{"op": "replace", "path": "/gender", "value": "robot"}]),
+                             headers={"Content-Type": "application/json-patch+json"}, timeout=30)
+    assert invalid.status_code == 422 and invalid.json()["resourceType"] == "OperationOutcome"
+    r = requests.patch(f"{base}/Patient?identifier=urn:t|patch-1",
+                       data=json.dumps([{"op": "add", "path": "/gender", "value": "female"}]),
+                       headers={"Content-Type": "application/json-patch+json"}, timeout=30)
+    assert r.status_code == 200, r.text
+    history = requests.get(f"{url}/_history", timeout=30).json()
+    assert history["total"] == 4  # created, two patches, the conditional one; the stale and invalid ones wrote nothing
+    final = requests.get(url, timeout=30).json()
+    assert (final["name"][0]["family"], final["active"], final["gender"]) == ("After", False, "female")
