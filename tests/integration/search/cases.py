@@ -26,6 +26,7 @@ HAND: list[tuple[str, str]] = [
     ("Organization", "address-city=boston"), ("Location", "name=south"), ("Patient", "name:contains=ette"),
     ("Condition", "code:text=viral"), ("Observation", "code:text=body"), ("Observation", "code:text=glucose"),
     ("Medication", "code:text=ami"), ("Patient", "given:exact=Peter"), ("Patient", "name=José"),
+    ("Practitioner", "name=rodrigez"), ("Practitioner", "family=RODRÍGEZ"),  # the corpus' "Rodrígez", accent-blind
     ("Patient", "family=Windsor,Chalmers"), ("Patient", "name=van"),
     # --- token: all forms, :not, :text, :of-type, :missing, booleans, codes
     ("Patient", "gender=male"), ("Patient", "gender=female"), ("Patient", "gender:not=male"),
@@ -208,9 +209,10 @@ INCLUDES: list[tuple[str, str]] = [
     ("Patient", "family=hart&_revinclude=Observation:subject"),
     ("Patient", "_id=example&_revinclude=Observation:patient&_revinclude=Encounter:subject"),
     ("Patient", "family=ortiz&_revinclude=Encounter:patient&_revinclude:iterate=Observation:encounter"),
-    ("Encounter", "class=EMER&_include=Encounter:patient&_include:iterate=Patient:general-practitioner"),
+    ("Encounter", "class=AMB&_include=Encounter:subject&_include:iterate=Patient:organization"),
+    ("MedicationRequest",
+     "intent=order&_include=MedicationRequest:encounter&_include:iterate=Encounter:service-provider"),
     ("MedicationRequest", "_include=MedicationRequest:medication&_include=MedicationRequest:requester"),
-    ("DiagnosticReport", "code=51990-0&_include=DiagnosticReport:result&_include:iterate=Observation:performer"),
     ("Patient", "_id=example&_revinclude=*:*"), ("Encounter", "_count=7&_include=Encounter:service-provider"),
     ("Observation", "code=55284-4&_count=10&_include=Observation:patient&_revinclude=DiagnosticReport:result"),
 ]
