@@ -65,11 +65,8 @@ def load_types(pkg: Path) -> tuple[Elements, set[str]]:
     return types, resources
 
 
-def main() -> None:
-    pkg_arg = sys.argv[1] if len(sys.argv) > 1 else shared_package("hl7.fhir.r4.examples")
-    if not pkg_arg:
-        raise SystemExit("hl7.fhir.r4.examples package not found; pass its path")
-    pkg = Path(pkg_arg)
+def build(pkg: Path) -> tuple[dict[str, object], str]:
+    """The three documents (file stem -> JSON data) and a one-line summary; ``main`` writes them."""
     types, resources = load_types(pkg)
     params = []
     n_parts = n_compiled = 0
@@ -105,13 +102,22 @@ def main() -> None:
             "resource": {r["code"]: r.get("param", []) for r in cd.get("resource", [])},
         })
     # element types of the resources and datatypes, needed to compile custom SearchParameters at run time
+    docs: dict[str, object] = {"search-parameters": params, "compartments": compartments,
+                               "element-types": {"types": types, "resources": sorted(resources)}}
+    return docs, (f"{len(params)} search parameters, {n_compiled}/{n_parts} expression parts compiled, "
+                  f"{len(compartments)} compartments, {len(types)} types")
+
+
+def main() -> None:
+    pkg_arg = sys.argv[1] if len(sys.argv) > 1 else shared_package("hl7.fhir.r4.examples")
+    if not pkg_arg:
+        raise SystemExit("hl7.fhir.r4.examples package not found; pass its path")
+    docs, summary = build(Path(pkg_arg))
     OUT.mkdir(parents=True, exist_ok=True)
-    for name, data in (("search-parameters", params), ("compartments", compartments),
-                       ("element-types", {"types": types, "resources": sorted(resources)})):
+    for name, data in docs.items():
         with gzip.open(OUT / f"{name}.json.gz", "wt", encoding="utf-8", compresslevel=9) as fh:
             json.dump(data, fh, separators=(",", ":"), sort_keys=True)
-    print(f"{len(params)} search parameters, {n_compiled}/{n_parts} expression parts compiled, "
-          f"{len(compartments)} compartments, {len(types)} types")
+    print(summary)
 
 
 if __name__ == "__main__":
