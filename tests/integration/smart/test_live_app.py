@@ -273,3 +273,29 @@ def test_python_fhirclient_against_app(live):
     smart.handle_callback(q["_location"])
     assert smart.patient_id == live.patients[0]
     assert Patient.read(smart.patient_id, smart.server).id == live.patients[0]
+
+
+def test_expired_access_tokens_and_codes_are_refused(live):
+    """Lifetimes are enforced where they are used: an access token past ``expires_in`` is 401 invalid_token (and
+    audited), an authorization code past its 5 minutes cannot be redeemed. Time is moved by ageing the rows."""
+    import sqlalchemy as sa
+
+    from smart_apps.store import codes, digest, tokens
+
+    store = live.app.extensions["smart"].store
+    access = user_token(live)["access_token"]
+    patient = f"{live.base}/Patient/{live.patients[0]}"
+    assert requests.get(patient, headers=H(access)).status_code == 200
+    with store.engine.begin() as conn:
+        conn.execute(tokens.update().where(tokens.c.access_digest == digest(access))
+                     .values(issued_at=tokens.c.issued_at - tokens.c.expires_in - 1))
+    r = requests.get(patient, headers=H(access))
+    assert r.status_code == 401 and 'error="invalid_token"' in r.headers["WWW-Authenticate"]
+    assert r.json()["resourceType"] == "OperationOutcome"
+    verifier, challenge = pkce()
+    q = login_and_consent(live, authorize_params(live, live.public, "launch/patient patient/*.rs", challenge),
+                          "pat", "pat-pass")
+    with store.engine.begin() as conn:
+        conn.execute(codes.update().where(codes.c.digest == digest(q["code"])).values(expires_at=sa.literal(0.0)))
+    late = exchange(live, q["code"], verifier, live.public)
+    assert late.status_code == 400 and late.json()["error"] == "invalid_grant"
