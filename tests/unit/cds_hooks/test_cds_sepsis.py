@@ -73,6 +73,18 @@ def test_septic_patient_gets_a_critical_card_with_breakdown_and_orders(cds: Any)
     assert card["links"][0]["type"] == "absolute" and card["links"][0]["url"].endswith("/fhir/Patient/p1")
 
 
+def test_with_a_clinician_smart_app_configured_cards_link_to_it(make_cds: Any) -> None:
+    """``cds_smart_launch_url`` set: the link is a SMART launch of that app with the patient as appContext
+    (the card rules accept it), instead of the absolute link to the patient's page."""
+    cds = make_cds(cds_smart_launch_url="https://apps.example/clinician/launch")
+    req = hook_request("patient-view", "p1") | {"prefetch": {"patient": PATIENT, "observations": bundle(*septic())}}
+    body = cds.post(URL, req).get_json()
+    assert check_response(body) == []
+    [card] = body["cards"]
+    assert card["links"] == [{"label": "Review vitals in DigitalFront", "type": "smart",
+                              "url": "https://apps.example/clinician/launch", "appContext": "patient=p1"}]
+
+
 def test_warning_on_single_red_parameter_and_lactate_order_when_missing(cds: Any) -> None:
     obs_ = [obs("9279-1", 18, "/min"), obs("8867-4", 80, "/min"), obs("59408-5", 90, "%")]
     req = hook_request("patient-view", "p1") | {"prefetch": {"patient": PATIENT, "observations": bundle(*obs_)}}
