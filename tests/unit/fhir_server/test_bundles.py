@@ -87,6 +87,35 @@ def test_transaction_processing_order(services: Any) -> None:
     assert statuses[1] == "201 Created" and statuses[2] == "200 OK"
 
 
+def test_transaction_runs_deletes_then_posts_then_puts_then_gets(services: Any) -> None:
+    """The spec's order, whatever the Bundle's: DELETE first (so a POST may reuse what it frees: ifNoneExist no
+    longer matches the deleted Patient), POST before PUT (a PUT of a POSTed resource's identifier finds it),
+    GET last (it sees every write)."""
+    services.router.handle(FhirRequest("PUT", "Patient/old", resource={
+        "resourceType": "Patient", "id": "old", "identifier": [{"system": "urn:order", "value": "mrn-1"}]}))
+    resp = post_bundle(services, {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "GET", "url": "Patient?identifier=urn:order|mrn-1"}},
+        {"resource": {"resourceType": "Patient", "identifier": [{"system": "urn:order", "value": "mrn-1"}],
+                      "active": True},
+         "request": {"method": "PUT", "url": "Patient?identifier=urn:order|mrn-1"}},
+        {"fullUrl": "urn:uuid:5e0b7e2c-0000-4000-8000-000000000001",
+         "resource": {"resourceType": "Patient", "identifier": [{"system": "urn:order", "value": "mrn-1"}]},
+         "request": {"method": "POST", "url": "Patient", "ifNoneExist": "identifier=urn:order|mrn-1"}},
+        {"request": {"method": "DELETE", "url": "Patient/old"}},
+    ]})
+    assert resp.status == 200, resp.resource
+    get, put, post, delete = resp.resource["entry"]
+    assert delete["response"]["status"] == "200 OK"
+    assert post["response"]["status"] == "201 Created"  # the deleted "old" no longer matched ifNoneExist
+    def id_of(entry: dict[str, Any]) -> str:
+        return str(entry["response"]["location"].split("/_history")[0].rsplit("/", 1)[1])
+
+    new_id = id_of(post)
+    assert put["response"]["status"] == "200 OK" and id_of(put) == new_id
+    found = [e["resource"] for e in get["resource"]["entry"]]
+    assert [(p["id"], p.get("active")) for p in found] == [(new_id, True)]  # after the POST and the PUT
+
+
 def test_batch_reports_each_entry(services: Any) -> None:
     resp = post_bundle(services, {"resourceType": "Bundle", "type": "batch", "entry": [
         {"resource": {"resourceType": "Patient", "active": True}, "request": {"method": "POST", "url": "Patient"}},
