@@ -206,3 +206,41 @@ def test_search_modifier_errors_are_operation_outcomes(tx):
     _get(tx, "Observation", 400, **{"code:below": "no-system-bar"})
     _get(tx, "Observation", 400, **{"code:above": f"{CS_URL}"})  # system|code needed
     _get(tx, "Observation", 400, **{"subject:in": VS_URL})  # :in is for token parameters only
+
+
+def test_operation_parameters_by_their_http_names(tx):
+    """activeOnly, displayLanguage and includeDesignations as a client sends them on $expand, and the
+    ``coding`` parameter of $validate-code, reach the service (they were only tested as its arguments)."""
+    url = "http://example.org/fhir/CodeSystem/signs"
+    _post(tx, "CodeSystem", {
+        "resourceType": "CodeSystem", "url": url, "version": "1", "status": "active", "content": "complete",
+        "concept": [
+            {"code": "fever", "display": "Fever",
+             "designation": [{"language": "de", "value": "Fieber"}]},
+            {"code": "chill", "display": "Chills",
+             "designation": [{"language": "de", "value": "Schüttelfrost"}]},
+            {"code": "ague", "display": "Ague (old term)",
+             "property": [{"code": "status", "valueCode": "deprecated"}]}]})
+    vs_url, listed_url = "http://example.org/fhir/ValueSet/signs", "http://example.org/fhir/ValueSet/signs-listed"
+    _post(tx, "ValueSet", {"resourceType": "ValueSet", "url": vs_url, "status": "active",
+                           "compose": {"include": [{"system": url}]}})
+    _post(tx, "ValueSet", {"resourceType": "ValueSet", "url": listed_url, "status": "active",
+                           "compose": {"include": [{"system": url, "concept": [{"code": "ague"}, {"code": "fever"}]}]}})
+    # a whole-system include leaves the deprecated code out unless activeOnly=false asks for it ...
+    assert sorted(_codes(_get(tx, "ValueSet/$expand", url=vs_url))) == ["chill", "fever"]
+    assert sorted(_codes(_get(tx, "ValueSet/$expand", url=vs_url, activeOnly="false"))) == ["ague", "chill", "fever"]
+    # ... one the value set names keeps it unless activeOnly=true
+    assert sorted(_codes(_get(tx, "ValueSet/$expand", url=listed_url))) == ["ague", "fever"]
+    assert _codes(_get(tx, "ValueSet/$expand", url=listed_url, activeOnly="true")) == ["fever"]
+    german = _get(tx, "ValueSet/$expand", url=vs_url, displayLanguage="de", activeOnly="true")
+    assert {c["code"]: c["display"] for c in german["expansion"]["contains"]} == {
+        "fever": "Fieber", "chill": "Schüttelfrost"}
+    plain = _get(tx, "ValueSet/$expand", url=vs_url, includeDesignations="true", activeOnly="true")
+    fever = next(c for c in plain["expansion"]["contains"] if c["code"] == "fever")
+    assert fever["display"] == "Fever" and {"language": "de", "value": "Fieber"} in fever["designation"]
+    for code, valid in (("fever", True), ("shiver", False)):
+        body = {"resourceType": "Parameters", "parameter": [
+            {"name": "url", "valueUri": vs_url},
+            {"name": "coding", "valueCoding": {"system": url, "code": code}}]}
+        out = _post(tx, "ValueSet/$validate-code", body, expect=200)
+        assert _param(out, "result")[0]["valueBoolean"] is valid, out
