@@ -206,3 +206,37 @@ def test_wrong_password_and_audit_trail(smart_server):
     kinds = {(e["subtype"][0]["code"], e["outcome"]) for e in smart_server.audit}
     assert ("login", "4") in kinds and ("login", "0") in kinds and ("token", "0") in kinds
     assert all(e["resourceType"] == "AuditEvent" for e in smart_server.audit)
+
+
+def test_confidential_symmetric_client_authenticates_at_the_token_endpoint(smart_server):
+    """client-confidential-symmetric: the code is exchanged (and the refresh token used) with the client's
+    secret as HTTP Basic; a wrong secret or none at all is 401 invalid_client, and the code stays usable."""
+    conf = smart_server.confidential
+    verifier, challenge = pkce()
+    q = login_and_consent(smart_server, authorize_params(smart_server, conf["client_id"],
+                                                         "launch/patient offline_access patient/*.rs", challenge),
+                          "pat", "pat-pass")
+    wrong = exchange(smart_server, q["code"], verifier, conf["client_id"], auth=(conf["client_id"], "wrong"))
+    assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"
+    anonymous = exchange(smart_server, q["code"], verifier, conf["client_id"])  # client_id alone: not enough
+    assert anonymous.status_code == 401 and anonymous.json()["error"] == "invalid_client"
+    r = exchange(smart_server, q["code"], verifier, conf["client_id"], auth=(conf["client_id"], conf["client_secret"]))
+    assert r.status_code == 200, r.text
+    tok = r.json()
+    assert tok["patient"] == "example" and "refresh_token" in tok
+    refreshed = requests.post(smart_server.url + "/oauth/token", auth=(conf["client_id"], conf["client_secret"]),
+                              data={"grant_type": "refresh_token", "refresh_token": tok["refresh_token"]})
+    assert refreshed.status_code == 200 and refreshed.json()["access_token"] != tok["access_token"]
+    stolen = requests.post(smart_server.url + "/oauth/token", data={
+        "grant_type": "refresh_token", "refresh_token": tok["refresh_token"], "client_id": conf["client_id"]})
+    assert stolen.status_code == 401  # a confidential client's refresh token is useless without its secret
+
+
+def test_online_access_gets_a_refresh_token_of_the_session_lifetime(smart_server):
+    tok = _token(smart_server, scope="launch/patient online_access patient/*.rs")
+    assert "refresh_token" in tok
+    row = smart_server.store.get_refresh_token(tok["refresh_token"])
+    offline = _token(smart_server, scope="launch/patient offline_access patient/*.rs")
+    offline_row = smart_server.store.get_refresh_token(offline["refresh_token"])
+    online_life = row["refresh_expires_at"] - row["issued_at"]
+    assert 0 < online_life < offline_row["refresh_expires_at"] - offline_row["issued_at"]
