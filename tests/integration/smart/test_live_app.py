@@ -299,3 +299,22 @@ def test_expired_access_tokens_and_codes_are_refused(live):
         conn.execute(codes.update().where(codes.c.digest == digest(q["code"])).values(expires_at=sa.literal(0.0)))
     late = exchange(live, q["code"], verifier, live.public)
     assert late.status_code == 400 and late.json()["error"] == "invalid_grant"
+
+
+def test_granular_category_scope_filters_reads_and_searches(live):
+    """``patient/Observation.rs?category=...|vital-signs`` through the real router: searches return only vital
+    signs (the restriction is ANDed in, not a 403), a laboratory Observation's read is 403."""
+    cat = "http://terminology.hl7.org/CodeSystem/observation-category"
+    services = live.app.extensions["digitalfront"]
+    mine = live.patients[0]
+    lab = services.client.search("Observation", {"subject": f"Patient/{mine}", "category": f"{cat}|laboratory",
+                                                 "_count": "1"})
+    vitals = services.client.search("Observation", {"subject": f"Patient/{mine}", "category": f"{cat}|vital-signs"})
+    assert lab and vitals  # the Synthea patient has both
+    h = H(user_token(live, f"launch/patient patient/Observation.rs?category={cat}|vital-signs")["access_token"])
+    found = requests.get(f"{live.base}/Observation", params={"_count": "500"}, headers=h)
+    assert found.status_code == 200, found.text
+    got = [e["resource"] for e in found.json().get("entry", [])]
+    assert {o["id"] for o in got} == {o["id"] for o in vitals}
+    assert requests.get(f"{live.base}/Observation/{lab[0]['id']}", headers=h).status_code == 403
+    assert requests.get(f"{live.base}/Observation/{vitals[0]['id']}", headers=h).status_code == 200
