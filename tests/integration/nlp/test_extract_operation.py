@@ -142,3 +142,26 @@ def test_subscriber_processes_new_notes(live_server_factory):
     worker.join()
     assert len(_search(base, "Condition", _tag=tag)) == 1
     assert worker.failed == 0
+
+
+def test_diagnostic_report_text_from_a_binary_over_http(live_server):
+    """DiagnosticReport/{id}/$extract reads presentedForm, here a url to a Binary the server holds (the note's
+    text is not inline); the output cites the report as its source."""
+    base = live_server.base
+    patient = _post(f"{base}/Patient", {"resourceType": "Patient", "name": [{"family": "Report"}]}, expect=201)
+    text = "Impression: findings consistent with pneumonia. No pleural effusion.\n"
+    binary = _post(f"{base}/Binary", {"resourceType": "Binary", "contentType": "text/plain",
+                                      "data": base64.b64encode(text.encode()).decode()}, expect=201)
+    report = _post(f"{base}/DiagnosticReport", {
+        "resourceType": "DiagnosticReport", "status": "final", "code": {"text": "Chest X-ray report"},
+        "subject": {"reference": f"Patient/{patient['id']}"},
+        "presentedForm": [{"contentType": "text/plain", "url": f"Binary/{binary['id']}"}]}, expect=201)
+    out = _post(f"{base}/DiagnosticReport/{report['id']}/$extract", {"resourceType": "Parameters"})
+    by_text = {e["resource"]["code"]["text"]: e["resource"] for e in out["entry"] if "code" in e["resource"]}
+    pneumonia, effusion = by_text["Pneumonia"], by_text["Pleural effusion"]
+    assert pneumonia["resourceType"] == "Condition"
+    assert pneumonia["verificationStatus"]["coding"][0]["code"] == "confirmed"
+    assert pneumonia["subject"]["reference"] == f"Patient/{patient['id']}"
+    assert effusion["resourceType"] == "Observation" and effusion["valueBoolean"] is False  # a finding, absent
+    [prov] = [e["resource"] for e in out["entry"] if e["resource"]["resourceType"] == "Provenance"]
+    assert prov["entity"][0]["what"]["reference"] == f"DiagnosticReport/{report['id']}"
