@@ -233,3 +233,34 @@ def test_stow_rs_uses_the_servers_authenticator(services_factory):
         assert r.status_code == 200, r.text
     finally:
         stop()
+
+
+def test_media_reference_and_body_site(inference_server):
+    """A Media holding the DICOM (inline, or as a url to a Binary) is analysed like a Binary; DICOM
+    BodyPartExamined (ABDOMEN in pydicom's examples_overlay.dcm) becomes the series' and the finding's
+    bodySite as SNOMED CT."""
+    base = inference_server.base
+    blob = base64.b64encode(dicom_file("examples_overlay.dcm")).decode()
+    binary = requests.post(f"{base}/Binary", headers=FHIR_JSON, timeout=30, json={
+        "resourceType": "Binary", "contentType": "application/dicom", "data": blob}).json()
+    abdomen = {"system": "http://snomed.info/sct", "code": "818983003", "display": "Abdomen"}
+    for content in ({"contentType": "application/dicom", "data": blob},
+                    {"contentType": "application/dicom", "url": f"Binary/{binary['id']}"}):
+        media = requests.post(f"{base}/Media", headers=FHIR_JSON, timeout=30, json={
+            "resourceType": "Media", "status": "completed", "content": content}).json()
+        r = requests.post(f"{base}/ImagingStudy/$analyze", headers=FHIR_JSON, timeout=60, json={
+            "resourceType": "Parameters", "parameter": [
+                {"name": "binary", "valueReference": {"reference": f"Media/{media['id']}"}}]})
+        assert r.status_code == 200, r.text
+        study = requests.get(f"{base}/{params(r.json(), 'imagingStudy')[0]['valueReference']['reference']}",
+                             timeout=30).json()
+        assert study["series"][0]["bodySite"] == abdomen
+        obs = requests.get(f"{base}/{params(r.json(), 'observation')[0]['valueReference']['reference']}",
+                           timeout=30).json()
+        assert obs["bodySite"] == {"coding": [abdomen]}
+    empty = requests.post(f"{base}/Media", headers=FHIR_JSON, timeout=30, json={
+        "resourceType": "Media", "status": "completed", "content": {"contentType": "application/dicom"}}).json()
+    r = requests.post(f"{base}/ImagingStudy/$analyze", headers=FHIR_JSON, timeout=60, json={
+        "resourceType": "Parameters", "parameter": [
+            {"name": "binary", "valueReference": {"reference": f"Media/{empty['id']}"}}]})
+    assert r.status_code == 422 and "neither inline data nor a Binary url" in r.text
