@@ -283,3 +283,49 @@ def test_warm_up_runs_in_the_background_only_when_enabled(make_cds: Any) -> None
     make_cds(services=[off])
     make_cds(services=[on], cds_warm="on")
     assert on.ready.wait(10) and not off.ready.is_set()
+
+
+PLUGIN = '''
+from cds_hooks.cards import Card, CdsResponse
+from cds_hooks.registry import CdsService
+
+
+class Hello(CdsService):
+    id = "hello-{kind}"
+    hook = "patient-view"
+    title = "Hello from a {kind} plugin"
+    description = "A third-party service in one file."
+
+    def invoke(self, request, data, env):
+        return CdsResponse([Card(summary="Hello", indicator="info", source_label="{kind} plugin")])
+
+
+SERVICE = Hello()
+'''
+
+
+def test_a_service_in_one_file_plugs_in_by_entry_point_or_by_config(make_cds: Any, tmp_path: Any,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two one-file services outside the package: one installed as a distribution declaring the
+    ``digitalfront.cds_services`` entry point (a real dist-info on sys.path), one named in
+    ``cds_service_modules``; both are discovered, listed and called like the built-in ones."""
+    from cds_hooks.registry import ENTRY_POINT_GROUP
+
+    plugins = tmp_path / "site"
+    plugins.mkdir()
+    (plugins / "df_hello_ep.py").write_text(PLUGIN.replace("{kind}", "ep"))
+    (plugins / "df_hello_cfg.py").write_text(PLUGIN.replace("{kind}", "cfg"))
+    dist = plugins / "df_hello_ep-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: df-hello-ep\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\nhello = df_hello_ep:SERVICE\n")
+    monkeypatch.syspath_prepend(str(plugins))
+    assert {"hello-ep", "hello-cfg"} <= {s.id for s in discover(None, ["df_hello_cfg"])}
+    cds = make_cds(cds_service_modules="df_hello_cfg")
+    listed = cds.http.get("/cds-services", headers={"Authorization": f"Bearer {cds.token('/cds-services')}"})
+    ids = {s["id"] for s in listed.get_json()["services"]}
+    assert {"hello-ep", "hello-cfg", "sepsis-early-warning"} <= ids
+    for sid in ("hello-ep", "hello-cfg"):
+        r = cds.post(f"/cds-services/{sid}", hook_request("patient-view", "p1"))
+        assert r.status_code == 200 and check_response(r.get_json()) == []
+        assert r.get_json()["cards"][0]["source"]["label"] == f"{sid.split('-')[1]} plugin"
