@@ -36,6 +36,17 @@ def test_condition_statuses(bundle):
     assert not any(c["code"]["text"] == "Malignant neoplasm of breast" for c in conds)  # family, not patient
 
 
+def test_clinical_status_by_what_the_note_says_of_the_past() -> None:
+    """Historical and stated resolved -> resolved; historical alone -> inactive; current -> active."""
+    from nlp.pipeline import shared_pipeline
+
+    text = "Prior pneumonia, resolved. History of asthma. Currently has hypertension."
+    conds = resources_of(to_bundle(shared_pipeline().extract(text), "Patient/p1", "DocumentReference/d2", text=text),
+                         "Condition")
+    status = {c["code"]["text"]: c["clinicalStatus"]["coding"][0]["code"] for c in conds}
+    assert status == {"Pneumonia": "resolved", "Asthma": "inactive", "Hypertension": "active"}
+
+
 def test_other_resource_types(bundle):
     meds = resources_of(bundle, "MedicationStatement")
     assert by_text(meds, "Metformin")["status"] == "active"
