@@ -55,3 +55,53 @@ def test_upgrade_load_and_serve(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
     assert "gunicorn" in out.lower() or "Booting worker" in out
+
+
+def test_load_a_folder_with_a_package_tarball_a_bundle_and_a_failing_transaction(tmp_path: Path) -> None:
+    """``digitalfront load DIR``: a FHIR NPM package (built here from resources of the official examples
+    package), a Synthea transaction .json.gz, and a transaction with one invalid entry, which loads nothing
+    of itself (all or nothing) while the rest loads."""
+    import gzip
+    import io
+    import json
+    import shutil
+    import tarfile
+
+    from click.testing import CliRunner
+
+    from digitalfront.app import build_services
+    from digitalfront.cli import cli
+    from digitalfront.config import Settings
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    wanted = {"package/Patient-example.json", "package/Observation-example.json", "package/Organization-hl7.json"}
+    with tarfile.open(shared_path("fhir-packages", "hl7.fhir.r4.examples-4.0.1.tgz"), "r:gz") as src, \
+            tarfile.open(inbox / "mini-package.tgz", "w:gz") as dst:
+        for member in src.getmembers():
+            if member.name in wanted or member.name == "package/package.json":
+                fh = src.extractfile(member)
+                assert fh is not None
+                data = fh.read()
+                info = tarfile.TarInfo(member.name)
+                info.size = len(data)
+                dst.addfile(info, io.BytesIO(data))
+    synthea = sorted(shared_path("corpora", "synthea-r4").glob("*.json.gz"))[0]
+    shutil.copy(synthea, inbox / synthea.name)
+    broken = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "tx-ok"}, "request": {"method": "PUT", "url": "Patient/tx-ok"}},
+        {"resource": {"resourceType": "Patient", "gender": "robot"}, "request": {"method": "POST", "url": "Patient"}}]}
+    (inbox / "broken.json").write_text(json.dumps(broken))
+    db = f"sqlite:///{tmp_path}/load.db"
+    out = CliRunner().invoke(cli, ["load", str(inbox), "--database-url", db], catch_exceptions=False,
+                             env={"DIGITALFRONT_AUTH": "off", "DIGITALFRONT_TERMINOLOGY_AUTOLOAD": "0"})
+    assert out.exit_code == 0, out.output
+    assert "broken.json" in out.output and "FAILED" in out.output
+    services = build_services(Settings(database_url=db, auth=False))
+    client = services.client
+    assert [p["id"] for p in client.search("Patient", {"_id": "example"})] == ["example"]  # from the package
+    assert client.search("Observation", {"_id": "example"}) and client.search("Organization", {"_id": "hl7"})
+    synthea_patients = [e["resource"] for e in json.loads(gzip.open(synthea).read())["entry"]
+                        if e["resource"]["resourceType"] == "Patient"]
+    assert len(client.search("Patient", {"family": synthea_patients[0]["name"][0]["family"]})) == 1
+    assert client.search("Patient", {"_id": "tx-ok"}) == []  # its transaction failed as a whole
