@@ -166,3 +166,25 @@ def test_patch_over_http_json_patch_fhirpath_patch_and_versions(live_server: Any
     assert history["total"] == 4  # created, two patches, the conditional one; the stale and invalid ones wrote nothing
     final = requests.get(url, timeout=30).json()
     assert (final["name"][0]["family"], final["active"], final["gender"]) == ("After", False, "female")
+
+
+def test_write_headers_prefer_and_a_conditional_delete_that_matches_nothing(live_server: Any) -> None:
+    """Location and Content-Location name the new version; ``Prefer: return=representation`` (explicit) and
+    ``return=OperationOutcome`` shape the body; a conditional DELETE that matches nothing is a 200 with an
+    informational OperationOutcome, and deletes nothing."""
+    base = live_server.base
+    h = {"Content-Type": FHIR_JSON}
+    created = requests.post(f"{base}/Patient", json={"resourceType": "Patient", "name": [{"family": "Hdr"}]},
+                            headers={**h, "Prefer": "return=representation"}, timeout=30)
+    assert created.status_code == 201 and created.json()["name"][0]["family"] == "Hdr"
+    pid = created.json()["id"]
+    assert created.headers["Location"] == created.headers["Content-Location"] == f"{base}/Patient/{pid}/_history/1"
+    updated = requests.put(f"{base}/Patient/{pid}", json={"resourceType": "Patient", "id": pid, "active": True},
+                           headers={**h, "Prefer": "return=OperationOutcome"}, timeout=30)
+    assert updated.status_code == 200 and updated.json()["resourceType"] == "OperationOutcome"
+    assert updated.headers["ETag"] == 'W/"2"'
+    nothing = requests.delete(f"{base}/Patient", params={"identifier": "urn:none|nobody"}, timeout=30)
+    assert nothing.status_code == 200, nothing.text
+    outcome = nothing.json()
+    assert outcome["resourceType"] == "OperationOutcome" and outcome["issue"][0]["severity"] == "information"
+    assert requests.get(f"{base}/Patient/{pid}", timeout=30).status_code == 200
