@@ -73,6 +73,25 @@ def test_septic_patient_gets_a_critical_card_with_breakdown_and_orders(cds: Any)
     assert card["links"][0]["type"] == "absolute" and card["links"][0]["url"].endswith("/fhir/Patient/p1")
 
 
+def test_acvpu_consciousness_and_each_readings_timestamp(cds: Any) -> None:
+    """Consciousness from ACVPU (LOINC 67775-7, "voice") instead of GCS, and every row of the breakdown
+    carries the time of the reading it used (so a stale value is visible)."""
+    from datetime import datetime
+
+    voice = obs("67775-7", None, "", ago_min=45)
+    voice["valueCodeableConcept"] = {"coding": [{"system": "http://snomed.info/sct", "code": "300202002",
+                                                 "display": "Responds to voice"}]}
+    readings = [o for o in septic() if o["code"]["coding"][0]["code"] != "9269-2"] + [voice]
+    req = hook_request("patient-view", "p1") | {"prefetch": {"patient": PATIENT, "observations": bundle(*readings)}}
+    [card] = cds.post(URL, req).get_json()["cards"]
+    rows = {line.split("|")[1].strip(): line for line in card["detail"].splitlines() if line.startswith("| ")}
+    assert "ACVPU" in rows and "GCS" not in rows
+    assert "| 3 |" in rows["ACVPU"]  # new confusion / voice scores 3 in NEWS2
+    for o in readings:
+        at = datetime.fromisoformat(o["effectiveDateTime"]).isoformat(timespec="minutes")
+        assert any(at in line for line in rows.values()), (o["code"], at)
+
+
 def test_with_a_clinician_smart_app_configured_cards_link_to_it(make_cds: Any) -> None:
     """``cds_smart_launch_url`` set: the link is a SMART launch of that app with the patient as appContext
     (the card rules accept it), instead of the absolute link to the patient's page."""
