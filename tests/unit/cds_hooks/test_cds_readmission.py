@@ -58,7 +58,14 @@ def test_high_risk_card_with_lace_breakdown_and_model(cds: Any) -> None:
     for part in ("L 4: length of stay 5.1 d", "A 3: emergent admission",
                  "C 5: Charlson 4 (diabetes, heart failure, renal disease)", "E 2: 2 ED visit(s) in 6 months"):
         assert part in card["detail"]
-    assert "Top contributing factors" in card["detail"]
+    # the factors are the model's own features that raised this probability, with their contribution
+    import re
+
+    from inference.features import FEATURE_NAMES
+
+    factors = re.findall(r"(\w+) \(\+(\d+)%\)", card["detail"].split("Top contributing factors:")[1])
+    assert factors and all(name in FEATURE_NAMES and int(pct) >= 1 for name, pct in factors)
+    assert "ed_visits_6m" in dict(factors)  # two ED visits in six months is in this chart
     ra = card["suggestions"][0]["actions"][0]["resource"]
     assert ra["resourceType"] == "RiskAssessment" and ra["encounter"] == {"reference": "Encounter/stay"}
     assert ra["prediction"][0]["qualitativeRisk"]["coding"][0]["code"] == "high"
