@@ -109,6 +109,27 @@ def test_jku_allowlist_and_fetch(es_key: Any, fhir_http: Any) -> None:
         a.authenticate(f"Bearer {sign(es_key, ISS, AUD)}", [AUD])
 
 
+def test_keys_from_a_configured_jwks_url(es_key: Any, rs_key: Any, fhir_http: Any) -> None:
+    """An EHR configured by the URL of its JWKS (no jku in its tokens): the keys are fetched from it once and
+    cached; a token signed with a key the JWKS does not hold is refused."""
+    app = Flask("ehr-keys")
+    calls: list[int] = []
+
+    @app.get("/.well-known/jwks.json")
+    def jwks() -> Any:
+        calls.append(1)
+        return jsonify(public_jwks(es_key))
+
+    srv = fhir_http(app)
+    a = ClientAuthenticator([TrustedClient(ISS, jwks_url=srv.url + "/.well-known/jwks.json")],
+                            jwks_cache=JwksCache())
+    for _ in range(2):
+        assert a.authenticate(f"Bearer {sign(es_key, ISS, AUD)}", [AUD])["iss"] == ISS
+    assert len(calls) == 1
+    with pytest.raises(AuthError):
+        a.authenticate(f"Bearer {sign(rs_key, ISS, AUD)}", [AUD])  # not in that JWKS
+
+
 def test_development_mode_accepts_unsigned_calls_only_when_enabled(make_cds: Any) -> None:
     assert make_cds().http.get("/cds-services").status_code == 401
     dev = make_cds(cds_allow_unsigned="true")
