@@ -32,6 +32,13 @@ def test_discovery_document(smart_server):
     assert {"RS384", "ES384"} <= set(doc["token_endpoint_auth_signing_alg_values_supported"])
     assert {"launch-ehr", "launch-standalone", "permission-v2", "client-confidential-asymmetric",
             "sso-openid-connect", "context-ehr-encounter"} <= set(doc["capabilities"])
+    # what this suite exercises is advertised too (SMART 2.2: grant_types_supported is required)
+    assert {"client-confidential-symmetric", "permission-offline", "permission-online", "permission-patient",
+            "permission-user", "context-standalone-patient"} <= set(doc["capabilities"])
+    assert {"authorization_code", "refresh_token", "client_credentials"} <= set(doc["grant_types_supported"])
+    assert {"client_secret_basic", "none"} <= set(doc["token_endpoint_auth_methods_supported"])
+    assert {"openid", "fhirUser", "launch", "launch/patient", "offline_access", "online_access"} <= \
+        set(doc["scopes_supported"])
     for key in ("introspection_endpoint", "revocation_endpoint", "registration_endpoint", "jwks_uri"):
         assert doc[key].startswith("http://127.0.0.1:")
     oidc = requests.get(smart_server.base + "/.well-known/openid-configuration").json()
