@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from terminology.cli import terminology
@@ -100,3 +101,30 @@ def test_cli_load_package_and_bad_input(tmp_path, monkeypatch):
     assert res.exit_code == 1 and "FHIR package not found" in res.output
     res = CliRunner().invoke(terminology, ["load-snomed", str(tmp_path), "--database", db])
     assert res.exit_code == 1 and "no sct2_Concept_" in res.output
+
+
+def test_cli_loads_the_tho_package_and_its_content_answers(tmp_path, monkeypatch):
+    """hl7.terminology.r4 (THO, ../shared) through `digitalfront terminology load`: progress is reported while
+    it streams, and its code systems and value sets answer $validate-code/$expand (v3 RoleCode, the target of
+    the v2-to-FHIR IG's Relationship map, is a THO code system)."""
+    from terminology.packages import shared_package
+    from terminology.service import TerminologyService
+
+    pkg = shared_package("hl7.terminology.r4")
+    if pkg is None:
+        pytest.skip("../shared/fhir-packages/hl7.terminology.r4 not available")
+    monkeypatch.setenv("FHIR_PACKAGE_CACHE", str(tmp_path / "cache"))
+    db = f"sqlite:///{tmp_path / 'tho.db'}"
+    res = CliRunner().invoke(terminology, ["load", str(pkg), "--database", db])
+    assert res.exit_code == 0, res.output
+    assert "resources:" in res.output  # the progress lines
+    counts = res.output.strip().splitlines()[-1]
+    assert "'CodeSystem': " in counts and "'ValueSet': " in counts
+    svc = TerminologyService(db)
+    role = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
+    assert svc.validate_code_in_system(role, "ONESELF")["result"] is True
+    assert svc.validate_code_in_system(role, "NOT-A-ROLE")["result"] is False
+    looked = svc.lookup(role, "ONESELF")
+    assert (looked["display"], looked["version"]) == ("self", "3.0.0")  # THO's, not the core package's
+    expansion = svc.expand("http://terminology.hl7.org/ValueSet/v3-xActClassCareProvisionObservation")
+    assert expansion["expansion"].get("contains")
