@@ -27,6 +27,11 @@ HAND: list[tuple[str, str]] = [
     ("Condition", "code:text=viral"), ("Observation", "code:text=body"), ("Observation", "code:text=glucose"),
     ("Medication", "code:text=ami"), ("Patient", "given:exact=Peter"), ("Patient", "name=José"),
     ("Practitioner", "name=rodrigez"), ("Practitioner", "family=RODRÍGEZ"),  # the corpus' "Rodrígez", accent-blind
+    # the corpus' edge resources (corpus.edge_resources): features the real data never exercises
+    ("Patient", "name=jose"), ("Patient", "family=NUNEZ"), ("Patient", "identifier=urn:edge|a\\|b"),
+    ("Patient", "identifier=urn:edge|x\\$y"), ("Patient", "_source=http://hospital.example/ehr#feed1"),
+    ("Observation", "code=|edge-local-1"), ("CarePlan", "activity-date=2030-05-01"),
+    ("CarePlan", "activity-date=gt2030-01-01"),
     ("Patient", "family=Windsor,Chalmers"), ("Patient", "name=van"),
     # --- token: all forms, :not, :text, :of-type, :missing, booleans, codes
     ("Patient", "gender=male"), ("Patient", "gender=female"), ("Patient", "gender:not=male"),

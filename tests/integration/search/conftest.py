@@ -17,7 +17,7 @@ from tests.integration.search.evaluator import Evaluator
 
 @pytest.fixture(scope="package")
 def data() -> tuple[list[dict[str, Any]], dict[tuple[str, str], dict[str, Any]]]:
-    resources = corpus.synthea_resources() + corpus.example_resources()
+    resources = corpus.synthea_resources() + corpus.example_resources() + corpus.edge_resources()
     return resources, corpus.search_parameters()
 
 

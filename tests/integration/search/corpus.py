@@ -59,6 +59,24 @@ def example_resources() -> list[JsonDict]:
     return out
 
 
+def edge_resources() -> list[JsonDict]:
+    """What neither Synthea nor the R4 examples contain, for search features that would otherwise be checked
+    only against empty results: an accented name, identifiers holding ``|`` and ``$``, a ``meta.source``, a
+    code without a system and an activity scheduled as a Timing."""
+    return [
+        {"resourceType": "Patient", "id": "edge-jose", "meta": {"source": "http://hospital.example/ehr#feed1"},
+         "name": [{"family": "Núñez", "given": ["José"]}],
+         "identifier": [{"system": "urn:edge", "value": "a|b"}, {"system": "urn:edge", "value": "x$y"}]},
+        {"resourceType": "Observation", "id": "edge-nosys", "status": "final",
+         "code": {"coding": [{"code": "edge-local-1"}], "text": "a local code"},
+         "subject": {"reference": "Patient/edge-jose"}},
+        {"resourceType": "CarePlan", "id": "edge-timing", "status": "active", "intent": "plan",
+         "subject": {"reference": "Patient/edge-jose"},
+         "activity": [{"detail": {"status": "scheduled",
+                                  "scheduledTiming": {"event": ["2030-05-01T10:00:00Z"]}}}]},
+    ]
+
+
 def search_parameters() -> dict[tuple[str, str], JsonDict]:
     """(resource type, code) -> the official SearchParameter, read straight from the package."""
     path = shared_path("fhir-packages", "hl7.fhir.r4.examples-4.0.1.tgz")
