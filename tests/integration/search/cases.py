@@ -32,6 +32,7 @@ HAND: list[tuple[str, str]] = [
     ("Patient", "identifier=urn:edge|x\\$y"), ("Patient", "_source=http://hospital.example/ehr#feed1"),
     ("Observation", "code=|edge-local-1"), ("CarePlan", "activity-date=2030-05-01"),
     ("CarePlan", "activity-date=gt2030-01-01"),
+    ("Observation", "encounter.subject:Patient.general-practitioner:Practitioner.name=careful"),  # three levels
     ("Patient", "family=Windsor,Chalmers"), ("Patient", "name=van"),
     # --- token: all forms, :not, :text, :of-type, :missing, booleans, codes
     ("Patient", "gender=male"), ("Patient", "gender=female"), ("Patient", "gender:not=male"),

@@ -65,10 +65,13 @@ def edge_resources() -> list[JsonDict]:
     code without a system and an activity scheduled as a Timing."""
     return [
         {"resourceType": "Patient", "id": "edge-jose", "meta": {"source": "http://hospital.example/ehr#feed1"},
-         "name": [{"family": "Núñez", "given": ["José"]}],
+         "name": [{"family": "Núñez", "given": ["José"]}], "generalPractitioner": [{"reference": "Practitioner/example"}],
          "identifier": [{"system": "urn:edge", "value": "a|b"}, {"system": "urn:edge", "value": "x$y"}]},
         {"resourceType": "Observation", "id": "edge-nosys", "status": "final",
          "code": {"coding": [{"code": "edge-local-1"}], "text": "a local code"},
+         "subject": {"reference": "Patient/edge-jose"}, "encounter": {"reference": "Encounter/edge-visit"}},
+        {"resourceType": "Encounter", "id": "edge-visit", "status": "finished",
+         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
          "subject": {"reference": "Patient/edge-jose"}},
         {"resourceType": "CarePlan", "id": "edge-timing", "status": "active", "intent": "plan",
          "subject": {"reference": "Patient/edge-jose"},
