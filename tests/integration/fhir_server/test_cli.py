@@ -105,3 +105,51 @@ def test_load_a_folder_with_a_package_tarball_a_bundle_and_a_failing_transaction
                         if e["resource"]["resourceType"] == "Patient"]
     assert len(client.search("Patient", {"family": synthea_patients[0]["name"][0]["family"]})) == 1
     assert client.search("Patient", {"_id": "tx-ok"}) == []  # its transaction failed as a whole
+
+
+def _serve_until_ready(args: list[str], env: dict, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(CLI + args, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    for _ in range(240):
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/fhir/metadata", timeout=10).status_code == 200:
+                return proc
+        except (requests.ConnectionError, requests.Timeout):
+            time.sleep(0.5)
+    proc.kill()
+    raise AssertionError(f"server did not start: {proc.communicate(timeout=30)[0][-2000:]}")
+
+
+def _stop(proc: subprocess.Popen) -> str:
+    proc.send_signal(signal.SIGTERM)
+    return proc.communicate(timeout=60)[0]
+
+
+def test_serve_demo_loads_the_demo_data_once_and_prints_where_everything_is(tmp_path: Path) -> None:
+    """What ``make serve`` runs: the first start on a new database loads the shipped demo data and creates the
+    SMART demo app and users; a restart finds the data and loads nothing; the URLs use --host/--port."""
+    env = {**{k: v for k, v in os.environ.items() if k != "DIGITALFRONT_AUTH"},  # (the suite turns auth off)
+           "DIGITALFRONT_DATABASE_URL": f"sqlite:///{tmp_path}/demo.db", "DIGITALFRONT_TERMINOLOGY_AUTOLOAD": "0"}
+    port = free_port()
+    args = ["serve", "--demo", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    proc = _serve_until_ready(args, env, port)
+    try:
+        base = f"http://127.0.0.1:{port}/fhir"
+        assert requests.get(f"{base}/Patient", timeout=10).status_code == 401  # auth is on by default
+    finally:
+        first = _stop(proc)
+    assert "First start: loading the demo data set" in first
+    assert f"DigitalFront FHIR base:   http://127.0.0.1:{port}/fhir" in first
+    assert "demo-patient" in first and "demo-app" in first  # the SMART demo client and users it printed
+    from digitalfront.app import build_services
+    from digitalfront.config import Settings
+
+    services = build_services(Settings(database_url=env["DIGITALFRONT_DATABASE_URL"], auth=False))
+    patients = services.repo.count_by_type()["Patient"]
+    assert patients == 5  # the five Synthea patients of digitalfront/demo_data
+    services.engine.dispose()
+    proc = _serve_until_ready(args, env, port)
+    again = _stop(proc)
+    assert "First start" not in again and "demo-patient" in again
+    services = build_services(Settings(database_url=env["DIGITALFRONT_DATABASE_URL"], auth=False))
+    assert services.repo.count_by_type()["Patient"] == patients
