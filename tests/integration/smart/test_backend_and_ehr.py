@@ -168,3 +168,32 @@ def test_capability_security_component(smart_server):
     assert sec["extension"][0]["url"] == OAUTH_URIS
     doc = requests.get(smart_server.base + "/.well-known/smart-configuration").json()
     assert ext["authorize"] == doc["authorization_endpoint"] and ext["token"] == doc["token_endpoint"]
+
+
+def test_backend_client_registered_with_a_jwks_uri(smart_server):
+    """client-confidential-asymmetric with the keys published at the client's jwks_uri (the SMART Backend
+    Services default) rather than registered inline: fetched over HTTP, a foreign key refused."""
+    from flask import Flask, jsonify
+
+    from tests.integration.smart.conftest import serve
+
+    key = RSAKey.generate_key(2048, parameters={"kid": "published", "alg": "RS384"}, private=True)
+    app = Flask("client-keys")
+
+    @app.get("/.well-known/jwks.json")
+    def keys():
+        return jsonify({"keys": [key.as_dict(private=False)]})
+
+    url, srv = serve(app)
+    try:
+        client = smart_server.store.add_client("Published keys", [], "system/*.rs", "private_key_jwt",
+                                               jwks_uri=url + "/.well-known/jwks.json")["client_id"]
+        r = token(smart_server, assertion(smart_server, client, key, "RS384"))
+        assert r.status_code == 200, r.text
+        assert requests.get(smart_server.base + "/Observation/f001",
+                            headers={"Authorization": f"Bearer {r.json()['access_token']}"}).status_code == 200
+        other = RSAKey.generate_key(2048, parameters={"kid": "published", "alg": "RS384"}, private=True)
+        refused = token(smart_server, assertion(smart_server, client, other, "RS384"))
+        assert refused.status_code in (400, 401) and refused.json()["error"] == "invalid_client"
+    finally:
+        srv.shutdown()
