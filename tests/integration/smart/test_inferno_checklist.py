@@ -247,3 +247,23 @@ def test_online_access_gets_a_refresh_token_of_the_session_lifetime(smart_server
     offline_row = smart_server.store.get_refresh_token(offline["refresh_token"])
     online_life = row["refresh_expires_at"] - row["issued_at"]
     assert 0 < online_life < offline_row["refresh_expires_at"] - offline_row["issued_at"]
+
+
+def test_the_consent_page_lists_every_scope_asked_for(smart_server):
+    """The user approves what the app asked for, so the page shows each requested scope, escaped."""
+    import html
+
+    from tests.integration.smart.smart_flow import parse
+
+    scope = "openid fhirUser launch/patient patient/Observation.rs?category=http://x|<lab> offline_access"
+    s = requests.Session()
+    _, challenge = pkce()
+    r = s.get(smart_server.url + "/oauth/authorize", params=authorize_params(
+        smart_server, smart_server.public_client, scope, challenge))
+    form = parse(r.text)
+    r = s.post(smart_server.url + "/oauth/authorize", data=list(form.fields) + [("username", "pat"),
+                                                                                 ("password", "pat-pass")])
+    assert parse(r.text).title == "Authorize app"
+    for word in scope.split():
+        assert f"<li><code>{html.escape(word)}</code></li>" in r.text, word
+    assert "<lab>" not in r.text  # escaped, never markup
