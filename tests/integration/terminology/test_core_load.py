@@ -43,8 +43,18 @@ def _wait(engine: Engine, done, timeout: float = 120.0) -> tuple[str | None, int
 
 
 def test_writes_go_on_while_the_core_terminology_loads(tmp_path, monkeypatch):
-    # smaller commits than the default 200, so that even a fast machine is mid-load when the write comes
+    # smaller commits than the default 200, and a load slowed to >= 5 s (2 ms a resource, between its reads of
+    # the data), so the write comes mid-load whatever the machine's speed or load: on a busy CI machine the
+    # test's own thread was once scheduled too late and found the load over
     monkeypatch.setattr(loader, "CORE_PER_COMMIT", 10)
+    read_core = loader.iter_core_resources
+
+    def slowed():
+        for resource in read_core():
+            time.sleep(0.002)
+            yield resource
+
+    monkeypatch.setattr(loader, "iter_core_resources", slowed)
     engine = make_engine(f"sqlite:///{tmp_path / 'w.db'}")
     with engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE client_write (n INTEGER)")
