@@ -102,6 +102,18 @@ def test_type_and_since(env):
     assert set(files) == {"Patient", "Condition"} and len(files["Patient"]) == 3
     future = poll(router, kickoff(router, query=[("_since", "2999-01-01T00:00:00Z")]))
     assert json.loads(future.raw)["output"] == []
+    # a resource changed after the instant is exported, the ones before it are not (an Observation type, so
+    # other tests' exports of Patient/Condition keep their counts)
+    from datetime import UTC, datetime
+
+    time.sleep(0.01)
+    since = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    time.sleep(0.01)
+    changed = router.handle(FhirRequest("POST", "Observation", resource={
+        "resourceType": "Observation", "status": "final", "code": {"text": "since-probe"}})).resource
+    recent = manifest_files(router, poll(router, kickoff(router, query=[("_since", since)])))
+    assert {t: [r["id"] for r in rows] for t, rows in recent.items()} == {"Observation": [changed["id"]]}
+    router.handle(FhirRequest("DELETE", f"Observation/{changed['id']}"))
 
 
 def test_type_filter_uses_search(env):
