@@ -58,3 +58,42 @@ def test_factory_builds_triton_client_from_settings():
         get_model_client({"inference_backend": "tpu"})
     with pytest.raises(ValueError, match="protocol"):
         TritonClient("ftp://x:1")
+
+
+@pytest.mark.timeout(120)  # a call that waited on the hung server forever would fail here, not hang CI
+@pytest.mark.parametrize("scheme", ["http", "grpc"])
+def test_a_server_that_accepts_and_never_answers_times_out_and_falls_back(scheme):
+    """A hung Triton (the port accepts connections, nothing ever answers): each call gives up after
+    ``timeout_s`` and the client falls back; without a fall-back it is an error."""
+    import threading
+
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        hung.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(hung.accept()[0])  # kept open, never read or answered
+            except OSError:
+                continue
+
+    threading.Thread(target=accept, daemon=True).start()
+    url = f"{scheme}://127.0.0.1:{hung.getsockname()[1]}"
+    x = np.zeros((1, 22), np.float32)
+    try:
+        client = TritonClient(url, timeout_s=0.5, retries=0, fallback=InProcessClient())
+        out = client.infer("readmission_risk", {"features": x})
+        np.testing.assert_array_equal(out["probabilities"],
+                                      InProcessClient().infer("readmission_risk", {"features": x})["probabilities"])
+        strict = TritonClient(url, timeout_s=0.5, retries=0, fallback=None)
+        with pytest.raises(BackendUnavailable):
+            strict.infer("readmission_risk", {"features": x})
+    finally:
+        stop.set()
+        for s in held:
+            s.close()
+        hung.close()
