@@ -244,3 +244,20 @@ def test_operation_parameters_by_their_http_names(tx):
             {"name": "coding", "valueCoding": {"system": url, "code": code}}]}
         out = _post(tx, "ValueSet/$validate-code", body, expect=200)
         assert _param(out, "result")[0]["valueBoolean"] is valid, out
+
+
+def test_expand_takes_the_code_system_version_the_value_set_names(tx):
+    """compose.include.version picks one edition of a code system stored in two; without it, the latest."""
+    url = "http://example.org/fhir/CodeSystem/editions"
+    for version, codes in (("2023", ["a", "b"]), ("2024", ["a", "b", "c"])):
+        _post(tx, "CodeSystem", {"resourceType": "CodeSystem", "url": url, "version": version, "status": "active",
+                                 "content": "complete", "concept": [{"code": c, "display": c.upper()} for c in codes]})
+    for vs_url, include in (("http://example.org/fhir/ValueSet/editions-2023", {"system": url, "version": "2023"}),
+                            ("http://example.org/fhir/ValueSet/editions-latest", {"system": url})):
+        _post(tx, "ValueSet", {"resourceType": "ValueSet", "url": vs_url, "status": "active",
+                               "compose": {"include": [include]}})
+    old = _get(tx, "ValueSet/$expand", url="http://example.org/fhir/ValueSet/editions-2023")
+    assert sorted(_codes(old)) == ["a", "b"]
+    assert {c.get("version") for c in old["expansion"]["contains"]} == {"2023"}
+    assert sorted(_codes(_get(tx, "ValueSet/$expand", url="http://example.org/fhir/ValueSet/editions-latest"))) == [
+        "a", "b", "c"]
