@@ -125,6 +125,9 @@ def test_batch_reports_each_entry(services: Any) -> None:
     assert resp.status == 200
     entries = resp.resource["entry"]
     assert entries[0]["response"]["status"] == "201 Created" and entries[0]["response"]["etag"] == 'W/"1"'
+    created = services.repo.read("Patient", entries[0]["response"]["location"].split("/_history")[0].rsplit("/", 1)[1])
+    assert entries[0]["response"]["location"].endswith(f"Patient/{created.id}/_history/1")
+    assert "location" not in entries[1]["response"]
     assert entries[1]["response"]["status"] == "404 Not Found"
     assert entries[1]["response"]["outcome"]["resourceType"] == "OperationOutcome"
     assert entries[2]["response"]["status"][:3] in ("400", "422")
