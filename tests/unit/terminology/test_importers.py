@@ -128,3 +128,25 @@ def test_cli_loads_the_tho_package_and_its_content_answers(tmp_path, monkeypatch
     assert (looked["display"], looked["version"]) == ("self", "3.0.0")  # THO's, not the core package's
     expansion = svc.expand("http://terminology.hl7.org/ValueSet/v3-xActClassCareProvisionObservation")
     assert expansion["expansion"].get("contains")
+
+
+@pytest.mark.parametrize(("command", "args", "system", "code"), [
+    ("load-loinc", ["loinc/Loinc.csv", "--hierarchy", "loinc/MultiAxialHierarchy.csv", "--version", "2.77"],
+     "http://loinc.org", None),
+    ("load-snomed", ["snomed"], SCT, "44054006"),
+    ("load-rxnorm", ["rxnorm"], "http://www.nlm.nih.gov/research/umls/rxnorm", None),
+])
+def test_importer_commands_load_the_release_files(tmp_path, command, args, system, code):
+    """The `digitalfront terminology load-*` commands as an operator runs them on the release files."""
+    db = f"sqlite:///{tmp_path / 'imp.db'}"
+    argv = [command] + [str(FIX / a) if "/" in a or a in ("snomed", "rxnorm") else a for a in args]
+    res = CliRunner().invoke(terminology, [*argv, "--database", db])
+    assert res.exit_code == 0, res.output
+    *progress, summary = res.output.strip().splitlines()
+    assert progress and all("closure" in line for line in progress)  # progress while the closure is built
+    assert summary.startswith("loaded ") and "'concepts': " in summary
+    svc = TerminologyService(db)
+    known = svc.index.code_system(system, None)
+    assert known is not None and known.content == "complete"
+    if code:
+        assert svc.validate_code_in_system(system, code)["result"] is True
