@@ -78,10 +78,11 @@ class ClinicalNlp:
     no project post-processing.
     """
 
-    def __init__(self, ruleset: RuleSet | None = None, *, tuned: bool = True) -> None:
+    def __init__(self, ruleset: RuleSet | None = None, *, tuned: bool = True, quickumls: str | None = None) -> None:
         silence_noisy_loggers()
         self.ruleset = ruleset or default_ruleset()
         self.tuned = tuned
+        self.quickumls = quickumls  # a QuickUMLS index folder: UMLS concepts besides the rule set's
         self._lock = threading.Lock()
         self.nlp = self._build()
 
@@ -107,6 +108,10 @@ class ClinicalNlp:
                 else:
                     rules.append(TargetRule(syn.text.lower(), label, metadata=meta))
         matcher.add(rules)
+        if self.quickumls:
+            from nlp.quickumls import add_to
+
+            add_to(nlp, self.quickumls)
         if self.tuned:
             self._add_tuned_context(nlp)
             self._add_tuned_sectionizer(nlp)
@@ -170,6 +175,10 @@ class ClinicalNlp:
             rule = ent._.target_rule
             meta = (rule.metadata or {}) if rule is not None else {}
             concept = self.ruleset.concepts.get(meta.get("concept_id", ""))
+            if concept is None and rule is None and self.quickumls and ent.has_extension("semtypes"):
+                from nlp.quickumls import concept_of
+
+                concept = concept_of(ent.label_, ent.text, set(ent._.semtypes or ()))
             if concept is None:
                 continue
             raw.append((ent, concept, bool(meta.get("needs_allergy_context"))))
@@ -255,7 +264,9 @@ def shared_pipeline() -> ClinicalNlp:
     global _shared
     with _shared_lock:
         if _shared is None:
-            _shared = ClinicalNlp()
+            from nlp.quickumls import configured_index
+
+            _shared = ClinicalNlp(quickumls=configured_index())
         return _shared
 
 
@@ -264,4 +275,7 @@ def pipeline_label() -> str:
         ms_version = resources.files("medspacy").joinpath("VERSION").read_text().strip()
     except (FileNotFoundError, OSError, ModuleNotFoundError):  # pragma: no cover
         ms_version = "unknown"
-    return f"{PIPELINE_NAME}/{PIPELINE_VERSION} (medspacy {ms_version})"
+    from nlp.quickumls import configured_index
+
+    umls = f"; QuickUMLS index {Path(configured_index() or '').name}" if configured_index() else ""
+    return f"{PIPELINE_NAME}/{PIPELINE_VERSION} (medspacy {ms_version}{umls})"
