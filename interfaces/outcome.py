@@ -20,6 +20,7 @@ from fhir_server.interactions.prepared import PreparedBundle
 from fhir_server.repository import PartialStepWrite
 from interfaces.ack import ERR_INTERNAL, ERR_UNSUPPORTED_EVENT, ERR_UNSUPPORTED_TYPE, AckError, build_ack, wants_ack
 from interfaces.er7 import Encoding, Er7Message
+from interfaces.mapping import MAPPERS
 from interfaces.parsing import Header
 from interfaces.prepare import Mapped, map_message
 from interfaces.store import MessageStore
@@ -28,7 +29,8 @@ log = logging.getLogger(__name__)
 
 ApplyTransaction = Callable[[dict[str, Any]], dict[str, Any]]
 LOST_RACE_ATTEMPTS = 4  # a message applied alone that lost a race to a concurrent transaction
-_MAPPED_TYPES = frozenset({"ADT", "ORU", "ORM", "OML", "VXU", "SIU", "MDM"})  # an unknown event of these: AR 201
+# the message types we map (an unknown event of one of them is ERR 201, of another type 200)
+_MAPPED_TYPES = frozenset(structure.split("_")[0] for structure in MAPPERS)
 
 
 @dataclass

@@ -277,5 +277,6 @@ def pipeline_label() -> str:
         ms_version = "unknown"
     from nlp.quickumls import configured_index
 
-    umls = f"; QuickUMLS index {Path(configured_index() or '').name}" if configured_index() else ""
+    index = configured_index()
+    umls = f"; QuickUMLS index {Path(index).name}" if index else ""
     return f"{PIPELINE_NAME}/{PIPELINE_VERSION} (medspacy {ms_version}{umls})"
