@@ -95,6 +95,14 @@ def test_unsupported_message_type_is_ar_with_err_200(store, writer):
     assert parse_er7(r.acks[0].decode()).first("ERR").get(3, 1) == "200"
 
 
+def test_an_unknown_event_of_a_mapped_message_type_is_ar_with_err_201(store, writer):
+    raw = adt("e201").replace(b"ADT^A01^ADT_A01", b"ADT^A99").replace(b"EVN|A01", b"EVN|A99")
+    r = Hl7Pipeline(store, writer).ingest(raw, "t")
+    assert r.ack_code == "AR"
+    err = parse_er7(r.acks[0].decode()).first("ERR")
+    assert err.get(3, 1) == "201" and err.raw(2) == "MSH^1^9"
+
+
 def test_mapping_error_is_ae_with_location_then_replay_after_fix(store, writer):
     p = Hl7Pipeline(store, writer)
     bad = adt("m1").replace(b"19800101", b"1980-01-01")
